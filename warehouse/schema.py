@@ -1,0 +1,143 @@
+"""The warehouse's raw schema: what collectors, normalization and the catalog loader write.
+
+Plain SQL that DuckDB and PostgreSQL both accept. dbt reads these tables as sources
+(`dbt_project/models/staging/_sources.yml`); nothing else writes them.
+"""
+
+MONEY = "DECIMAL(38, 9)"  # quantities and prices: exact decimals, never binary floats
+
+TABLES: dict[str, str] = {
+    # One row per distinct file content (sha256) that reached the landing zone.
+    "landed_files": """
+        file_id VARCHAR PRIMARY KEY,            -- sha256 of the bytes as received
+        source VARCHAR NOT NULL,                -- first source that delivered it
+        collector VARCHAR NOT NULL,             -- upload | sftp | api
+        original_name VARCHAR NOT NULL,
+        landing_path VARCHAR NOT NULL,
+        size_bytes BIGINT NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        status VARCHAR NOT NULL,                -- landed | loaded | rejected
+        rows_received BIGINT,
+        rows_loaded BIGINT,
+        rows_quarantined BIGINT,
+        rows_duplicate BIGINT,
+        error VARCHAR,
+        loaded_at TIMESTAMPTZ
+    """,
+    # Every delivery, including the same bytes delivered again (which then loads nothing).
+    "file_receipts": """
+        file_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        collector VARCHAR NOT NULL,
+        original_name VARCHAR NOT NULL,
+        received_at TIMESTAMPTZ NOT NULL,
+        is_first_delivery BOOLEAN NOT NULL
+    """,
+    "events": f"""
+        source VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        customer_id VARCHAR NOT NULL,
+        product_id VARCHAR NOT NULL,
+        quantity {MONEY} NOT NULL,
+        occurred_at TIMESTAMPTZ NOT NULL,
+        file_id VARCHAR NOT NULL,
+        row_number BIGINT NOT NULL,             -- 1-based data row in the file
+        loaded_at TIMESTAMPTZ NOT NULL          -- (source, event_id) is unique: normalization dedups
+    """,
+    "quarantine": """
+        file_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        row_number BIGINT NOT NULL,
+        column_name VARCHAR,
+        reason VARCHAR NOT NULL,
+        raw_row VARCHAR,                        -- the row as received, for a person to fix
+        quarantined_at TIMESTAMPTZ NOT NULL
+    """,
+    "duplicates": """
+        file_id VARCHAR NOT NULL,
+        source VARCHAR NOT NULL,
+        row_number BIGINT NOT NULL,
+        event_id VARCHAR NOT NULL,
+        duplicate_of_file_id VARCHAR NOT NULL,
+        duplicate_of_row_number BIGINT NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL
+    """,
+    "catalog_currencies": """
+        currency VARCHAR PRIMARY KEY,
+        minor_units INTEGER NOT NULL
+    """,
+    "catalog_customers": """
+        customer_id VARCHAR PRIMARY KEY,
+        customer_name VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        timezone VARCHAR NOT NULL,
+        bill_to_customer_id VARCHAR,
+        billing_account_id VARCHAR NOT NULL,    -- bill_to followed to the top
+        rate_class_id VARCHAR,
+        active_from DATE,
+        active_to DATE
+    """,
+    "catalog_products": """
+        product_id VARCHAR PRIMARY KEY,
+        product_name VARCHAR NOT NULL,
+        unit VARCHAR NOT NULL,
+        aggregation VARCHAR NOT NULL            -- sum | count | max | last | none (recurring)
+    """,
+    "catalog_rate_classes": """
+        rate_class_id VARCHAR PRIMARY KEY,
+        rate_class_name VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL
+    """,
+    "catalog_contracts": f"""
+        contract_id VARCHAR PRIMARY KEY,
+        customer_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        rate_class_id VARCHAR,
+        effective_from DATE NOT NULL,
+        effective_to DATE,
+        minimum_commitment {MONEY}
+    """,
+    "catalog_account_products": """
+        account_product_id VARCHAR PRIMARY KEY,
+        customer_id VARCHAR NOT NULL,
+        product_id VARCHAR NOT NULL,
+        effective_from DATE NOT NULL,
+        effective_to DATE,
+        override_rate_id VARCHAR
+    """,
+    # Every price in the hierarchy, one shape: level says where it sits.
+    "catalog_rates": f"""
+        rate_id VARCHAR PRIMARY KEY,
+        level VARCHAR NOT NULL,                 -- account_override | contract_rate | rate_class | product_default
+        level_rank INTEGER NOT NULL,            -- 1 wins over 2 over 3 over 4
+        product_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        customer_id VARCHAR,
+        contract_id VARCHAR,
+        rate_class_id VARCHAR,
+        effective_from DATE,
+        effective_to DATE,
+        model VARCHAR NOT NULL,
+        included_units {MONEY} NOT NULL,
+        package_size BIGINT,
+        package_price {MONEY},
+        flat_amount {MONEY}
+    """,
+    "catalog_rate_tiers": f"""
+        rate_id VARCHAR NOT NULL,
+        tier_number INTEGER NOT NULL,
+        lower_bound {MONEY} NOT NULL,           -- exclusive: the previous tier's up_to (0 for the first)
+        up_to {MONEY},                          -- inclusive; NULL = unbounded
+        unit_price {MONEY} NOT NULL,
+        flat_fee {MONEY} NOT NULL,
+        PRIMARY KEY (rate_id, tier_number)
+    """,
+}
+
+CATALOG_TABLES = [name for name in TABLES if name.startswith("catalog_")]
+
+
+def ddl(schema: str) -> list[str]:
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}"]
+    statements += [f"CREATE TABLE IF NOT EXISTS {schema}.{name} ({cols})" for name, cols in TABLES.items()]
+    return statements

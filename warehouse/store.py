@@ -1,0 +1,137 @@
+"""One small interface over the two warehouse engines: DuckDB (embedded default) and PostgreSQL.
+
+Everything that writes the raw schema goes through `Warehouse.transaction()`, so a load either
+lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from .schema import ddl
+
+RAW_SCHEMA = "raw"
+
+
+class Tx:
+    """A transaction: SQL with `?` placeholders on either engine, plus bulk frame inserts."""
+
+    def __init__(self, conn: Any, dialect: str):
+        self._conn = conn
+        self.dialect = dialect
+
+    def _sql(self, sql: str) -> str:
+        return re.sub(r"\?", "%s", sql) if self.dialect == "postgres" else sql
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        if self.dialect == "postgres":
+            with self._conn.cursor() as cur:
+                cur.execute(self._sql(sql), params)
+        else:
+            self._conn.execute(sql, params)
+
+    def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
+        if self.dialect == "postgres":
+            with self._conn.cursor() as cur:
+                cur.execute(self._sql(sql), params)
+                return cur.fetchall()
+        return self._conn.execute(sql, params).fetchall()
+
+    def frame(self, sql: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
+        """Run a query and return a Polars frame (decimals stay decimals)."""
+        if self.dialect == "postgres":
+            with self._conn.cursor() as cur:
+                cur.execute(self._sql(sql), params)
+                names = [d.name for d in cur.description]
+                rows = cur.fetchall()
+            return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+        return self._conn.execute(sql, params).pl()
+
+    def insert_frame(self, table: str, frame: pl.DataFrame) -> int:
+        """Append `frame` to `table` (columns by name). Returns rows written."""
+        if frame.height == 0:
+            return 0
+        columns = ", ".join(frame.columns)
+        if self.dialect == "postgres":
+            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                for row in frame.iter_rows():
+                    copy.write_row(row)
+        else:
+            self._conn.register("_frame_to_insert", frame.to_arrow())
+            try:
+                self._conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _frame_to_insert")
+            finally:
+                self._conn.unregister("_frame_to_insert")
+        return frame.height
+
+    def register(self, name: str, frame: pl.DataFrame) -> None:
+        """Make a frame queryable by name inside this transaction (a temp table on Postgres)."""
+        if self.dialect == "postgres":
+            self.execute(f"DROP TABLE IF EXISTS {name}")
+            cols = ", ".join(f"{c} {_pg_type(t)}" for c, t in frame.schema.items())
+            self.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
+            self.insert_frame(name, frame)
+        else:
+            self._conn.register(name, frame.to_arrow())
+
+
+def _pg_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Decimal):
+        return f"NUMERIC({dtype.precision or 38}, {dtype.scale})"
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    return {
+        pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.UInt32: "BIGINT", pl.Boolean: "BOOLEAN",
+        pl.Date: "DATE", pl.String: "VARCHAR",
+    }.get(dtype.base_type(), "VARCHAR")
+
+
+class Warehouse:
+    """Where the raw tables and the dbt marts live: a DuckDB file, or a PostgreSQL database."""
+
+    def __init__(self, *, duckdb_path: Path | None = None, postgres_dsn: str | None = None):
+        if (duckdb_path is None) == (postgres_dsn is None):
+            raise ValueError("give exactly one of duckdb_path or postgres_dsn")
+        self.duckdb_path = Path(duckdb_path) if duckdb_path else None
+        self.postgres_dsn = postgres_dsn
+        self.dialect = "postgres" if postgres_dsn else "duckdb"
+
+    def describe(self) -> str:
+        """Where the data is, safe to print (no password)."""
+        if self.duckdb_path:
+            return str(self.duckdb_path)
+        return re.sub(r"(password=)\S+|(:)[^:@/]+(@)", r"\1\2***\3", self.postgres_dsn or "")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """Commit on success, roll back everything on any error."""
+        if self.dialect == "postgres":
+            import psycopg
+
+            with psycopg.connect(self.postgres_dsn) as conn:  # commits or rolls back on exit
+                yield Tx(conn, "postgres")
+            return
+        import duckdb
+
+        self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = duckdb.connect(str(self.duckdb_path))
+        try:
+            conn.execute("BEGIN TRANSACTION")
+            yield Tx(conn, "duckdb")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
+
+    def ensure_schema(self) -> None:
+        with self.transaction() as tx:
+            for statement in ddl(RAW_SCHEMA):
+                tx.execute(statement)
