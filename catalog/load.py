@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -29,7 +28,6 @@ from .model import (
     RateClass,
     Tier,
 )
-
 
 
 class CatalogError(ValueError):

@@ -34,7 +34,7 @@ class Tx:
             with self._conn.cursor() as cur:
                 cur.execute(self._sql(sql), params)
         else:
-            self._conn.execute(sql, params)
+            self._conn.execute(sql, params).complete()
 
     def fetchall(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple]:
         if self.dialect == "postgres":
@@ -51,7 +51,7 @@ class Tx:
                 names = [d.name for d in cur.description]
                 rows = cur.fetchall()
             return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
-        return self._conn.execute(sql, params).pl()
+        return self._conn.sql(sql, params=params).pl()
 
     def insert_frame(self, table: str, frame: pl.DataFrame) -> int:
         """Append `frame` to `table` (columns by name). Returns rows written."""
@@ -65,7 +65,7 @@ class Tx:
         else:
             self._conn.register("_frame_to_insert", frame.to_arrow())
             try:
-                self._conn.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _frame_to_insert")
+                self.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _frame_to_insert")
             finally:
                 self._conn.unregister("_frame_to_insert")
         return frame.height
@@ -122,11 +122,11 @@ class Warehouse:
         self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
         conn = duckdb.connect(str(self.duckdb_path))
         try:
-            conn.execute("BEGIN TRANSACTION")
+            conn.execute("BEGIN TRANSACTION").complete()
             yield Tx(conn, "duckdb")
-            conn.execute("COMMIT")
+            conn.execute("COMMIT").complete()
         except BaseException:
-            conn.execute("ROLLBACK")
+            conn.execute("ROLLBACK").complete()
             raise
         finally:
             conn.close()

@@ -1,0 +1,76 @@
+"""The landing zone: every received file kept as received, addressed by its sha256.
+
+`land_file` copies bytes into `<landing>/<sha[:2]>/<sha><suffix>` (write to a temp name, then an
+atomic rename) and records the delivery in the manifest (`raw.landed_files`, `raw.file_receipts`)
+in one transaction. The same bytes delivered again, by any collector, add a receipt and nothing
+else: they are loaded once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from warehouse.store import RAW_SCHEMA, Warehouse
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Landed:
+    file_id: str  # sha256 of the content
+    landing_path: Path
+    original_name: str
+    source: str
+    size_bytes: int
+    is_new: bool  # False: these bytes were already received (this delivery loads nothing)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def land_file(warehouse: Warehouse, landing_dir: Path, path: Path, *, source: str, collector: str,
+              original_name: str | None = None) -> Landed:
+    """Keep `path` in the landing zone and register its delivery; idempotent per content."""
+    original_name = original_name or path.name
+    file_id = sha256_of(path)
+    suffix = "".join(Path(original_name).suffixes[-2:]).lower()
+    target = landing_dir / file_id[:2] / f"{file_id}{suffix}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    size = target.stat().st_size
+    now = datetime.now(UTC)
+    with warehouse.transaction() as tx:
+        known = tx.fetchall(f"SELECT 1 FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
+        if not known:
+            tx.execute(
+                f"INSERT INTO {RAW_SCHEMA}.landed_files (file_id, source, collector, original_name, landing_path,"
+                " size_bytes, received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'landed')",
+                [file_id, source, collector, original_name, str(target), size, now],
+            )
+        tx.execute(
+            f"INSERT INTO {RAW_SCHEMA}.file_receipts (file_id, source, collector, original_name, received_at,"
+            " is_first_delivery) VALUES (?, ?, ?, ?, ?, ?)",
+            [file_id, source, collector, original_name, now, not known],
+        )
+    return Landed(file_id, target, original_name, source, size, not known)
