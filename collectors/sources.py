@@ -25,3 +25,17 @@ class SourceConfig:
 
 
 DEFAULT_UPLOAD_SOURCE = SourceConfig(name="upload", kind="upload")
+
+
+def load_sources(path) -> dict[str, SourceConfig]:
+    """Sources by name from the sources file (docs/sources.md); the upload source is always there."""
+    sources = {DEFAULT_UPLOAD_SOURCE.name: DEFAULT_UPLOAD_SOURCE}
+    if path is None:
+        return sources
+    import yaml
+
+    doc = yaml.safe_load(open(path, encoding="utf-8")) or {}
+    for entry in doc.get("sources") or []:
+        config = SourceConfig(**entry)
+        sources[config.name] = config
+    return sources
