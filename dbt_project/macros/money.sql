@@ -1,0 +1,62 @@
+{#
+  Money rules in SQL. `round_money` is the one place amounts are rounded: half away from zero,
+  to the currency's minor units (ISO 4217: JPY 0, USD 2, KWD 3). billing/money.py is the same
+  rule in Python; tests hold both to the same examples.
+#}
+
+{% macro money_type() %}decimal(38, 3){% endmacro %}
+{% macro amount_type() %}decimal(38, 12){% endmacro %}
+{% macro quantity_type() %}decimal(38, 9){% endmacro %}
+
+{% macro round_money(amount, minor_units) -%}
+    {#- DuckDB needs a constant precision for round(), so each minor-unit count has its branch. -#}
+    case {{ minor_units }}
+        when 0 then cast(round({{ amount }}, 0) as {{ money_type() }})
+        when 1 then cast(round({{ amount }}, 1) as {{ money_type() }})
+        when 2 then cast(round({{ amount }}, 2) as {{ money_type() }})
+        when 3 then cast(round({{ amount }}, 3) as {{ money_type() }})
+    end
+{%- endmacro %}
+
+{# Exact decimal division truncated to 12 places; DuckDB's `/` on decimals returns a binary float. #}
+{% macro divide_exact(numerator, denominator) -%}
+    {{ return(adapter.dispatch('divide_exact')(numerator, denominator)) }}
+{%- endmacro %}
+
+{% macro default__divide_exact(numerator, denominator) -%}
+    trunc(cast({{ numerator }} as numeric) / cast({{ denominator }} as numeric), 12)
+{%- endmacro %}
+
+{% macro duckdb__divide_exact(numerator, denominator) -%}
+    cast(
+        cast(cast(({{ numerator }}) * 1000000000000 as hugeint) // cast({{ denominator }} as hugeint) as decimal(38, 0))
+        * cast(0.000000000001 as decimal(13, 12))
+    as {{ amount_type() }})
+{%- endmacro %}
+
+{# Whole-number division, truncating (both operands integers). #}
+{% macro int_divide(numerator, denominator) -%}
+    {{ return(adapter.dispatch('int_divide')(numerator, denominator)) }}
+{%- endmacro %}
+
+{% macro default__int_divide(numerator, denominator) -%}
+    div(cast({{ numerator }} as bigint), cast({{ denominator }} as bigint))
+{%- endmacro %}
+
+{% macro duckdb__int_divide(numerator, denominator) -%}
+    (cast({{ numerator }} as bigint) // cast({{ denominator }} as bigint))
+{%- endmacro %}
+
+{# A stable text key from parts (md5 on both engines). #}
+{% macro key_of(parts) -%}
+    {{ dbt.hash(dbt.concat(parts_with_separators(parts))) }}
+{%- endmacro %}
+
+{% macro parts_with_separators(parts) -%}
+    {%- set out = [] -%}
+    {%- for part in parts -%}
+        {%- do out.append("coalesce(cast(" ~ part ~ " as varchar), '')") -%}
+        {%- if not loop.last %}{% do out.append("'|'") %}{% endif -%}
+    {%- endfor -%}
+    {{ return(out) }}
+{%- endmacro %}

@@ -1,0 +1,39 @@
+{# The billing period, from the vars Dagster / `billing run` pass (billing/periods.py builds them). #}
+
+{% macro period_start() -%}
+    {%- if execute and var('period_start') is none -%}
+        {{ exceptions.raise_compiler_error("no billing period: pass --vars '{period_start: 2026-10-01, period_end: 2026-11-01}' (or use `billing run --month 2026-10`)") }}
+    {%- endif -%}
+    {{ var('period_start') or '1970-01-01' }}
+{%- endmacro %}
+
+{% macro period_end() -%}
+    {{ var('period_end') or '1970-02-01' }}
+{%- endmacro %}
+
+{# 'YYYY-MM': the key every period-scoped table carries. #}
+{% macro period_key() -%}
+    '{{ period_start()[:7] }}'
+{%- endmacro %}
+
+{% macro period_start_date() -%}
+    cast('{{ period_start() }}' as date)
+{%- endmacro %}
+
+{% macro period_end_date() -%}
+    cast('{{ period_end() }}' as date)
+{%- endmacro %}
+
+{# UTC instants safely around the period: local months of any time zone fall inside. #}
+{% macro period_padded_instant(which) -%}
+    {%- set day = modules.datetime.date.fromisoformat(period_start() if which == 'start' else period_end()) -%}
+    {%- set padded = day - modules.datetime.timedelta(days=2) if which == 'start' else day + modules.datetime.timedelta(days=2) -%}
+    cast('{{ padded.isoformat() }} 00:00:00+00' as timestamp with time zone)
+{%- endmacro %}
+
+{# Pre-hook of period-scoped tables: a rerun replaces the period, never appends to it. #}
+{% macro delete_current_period() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where period = {{ period_key() }}
+    {%- endif -%}
+{%- endmacro %}

@@ -1,0 +1,40 @@
+{#-
+  One draft invoice per billing account, currency and period. The total is the sum of the
+  rounded lines. An invoice is finalizable only when none of its account's usage is unrated.
+-#}
+
+with lines as (
+    select
+        invoice_id,
+        billing_account_id,
+        currency,
+        count(*) as line_count,
+        sum(amount) as total
+    from {{ ref('fct_invoice_lines') }}
+    where period = {{ period_key() }}
+    group by invoice_id, billing_account_id, currency
+),
+
+unrated as (
+    select billing_account_id, count(*) as unrated_count
+    from {{ ref('fct_unrated_usage') }}
+    where period = {{ period_key() }} and billing_account_id is not null
+    group by billing_account_id
+)
+
+select
+    cast({{ period_key() }} as varchar) as period,
+    cast(l.invoice_id as varchar) as invoice_id,
+    cast(l.billing_account_id as varchar) as billing_account_id,
+    cast(c.customer_name as varchar) as customer_name,
+    cast(l.currency as varchar) as currency,
+    cast({{ period_start_date() }} as date) as period_start,
+    cast({{ period_end_date() }} as date) as period_end,
+    cast(l.line_count as bigint) as line_count,
+    cast(l.total as {{ money_type() }}) as total,
+    cast(coalesce(u.unrated_count, 0) as bigint) as unrated_usage_count,
+    cast(coalesce(u.unrated_count, 0) = 0 as boolean) as is_finalizable,
+    cast('draft' as varchar) as status
+from lines as l
+inner join {{ ref('stg_catalog__customers') }} as c on c.customer_id = l.billing_account_id
+left join unrated as u on u.billing_account_id = l.billing_account_id

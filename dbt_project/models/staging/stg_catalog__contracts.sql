@@ -1,0 +1,9 @@
+select
+    contract_id,
+    customer_id,
+    currency,
+    rate_class_id,
+    effective_from,
+    effective_to,
+    cast(minimum_commitment as {{ quantity_type() }}) as minimum_commitment
+from {{ source('raw', 'catalog_contracts') }}
