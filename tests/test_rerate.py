@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,7 +20,7 @@ D = Decimal
 
 
 def at(day: int, hour: int = 12, minute: int = 0, month: int = 10, year: int = 2026) -> datetime:
-    return datetime(year, month, day, hour, minute, tzinfo=timezone.utc)
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def frame(rows: list[tuple]) -> pl.DataFrame:
@@ -188,8 +188,8 @@ def line(result, product: str = "P"):
 def test_local_day_in_customer_time_zone_decides_the_month():
     cat = small_catalog(("P", "sum", per_unit("1")), tz="Europe/Budapest")
     cat.customers["U"] = Customer("U", "U", "USD", "UTC")
-    events = frame([("A", "P", "3", datetime(2024, 12, 31, 23, 30, tzinfo=timezone.utc)),
-                    ("U", "P", "5", datetime(2024, 12, 31, 23, 30, tzinfo=timezone.utc))])
+    events = frame([("A", "P", "3", datetime(2024, 12, 31, 23, 30, tzinfo=UTC)),
+                    ("U", "P", "5", datetime(2024, 12, 31, 23, 30, tzinfo=UTC))])
     january = rerate(cat, events, month_window("2025-01"))
     december = rerate(cat, events, month_window("2024-12"))
     assert january.lines.select("billing_account_id", "quantity", "segment_start").rows() == [
@@ -197,7 +197,7 @@ def test_local_day_in_customer_time_zone_decides_the_month():
     assert december.lines.select("billing_account_id", "quantity", "segment_start").rows() == [
         ("U", D(5), date(2024, 12, 31))]
     # an unknown customer is read in UTC
-    unknown = rerate(cat, frame([("Z", "P", "1", datetime(2024, 12, 31, 23, 30, tzinfo=timezone.utc))]),
+    unknown = rerate(cat, frame([("Z", "P", "1", datetime(2024, 12, 31, 23, 30, tzinfo=UTC))]),
                      month_window("2024-12"))
     assert unknown.unrated["reason"].to_list() == ["unknown_customer"]
 
