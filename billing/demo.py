@@ -174,7 +174,7 @@ def _customers(n: int, seed: int) -> _Customers:
     ids = [f"C-{i + 1:0{width}d}" for i in range(n)]
     prefix = rng.integers(0, len(_PREFIXES), n)
     industry = rng.integers(0, len(_INDUSTRIES), n)
-    names = [f"{_PREFIXES[p]} {_INDUSTRIES[s]} {i + 1:03d}" for i, (p, s) in enumerate(zip(prefix, industry))]
+    names = [f"{_PREFIXES[p]} {_INDUSTRIES[s]} {i + 1:03d}" for i, (p, s) in enumerate(zip(prefix, industry, strict=True))]
 
     currency = ["USD"] * n
     for i in rng.choice(n, size=max(2, round(0.15 * n)), replace=False):
