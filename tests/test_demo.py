@@ -226,3 +226,12 @@ def test_command_line(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "200 customers" in printed and "1,000 events" in printed and "planted defects: none" in printed
     assert len(load_catalog(tmp_path / "cli" / "catalog.yaml").customers) == 200
+
+
+def test_some_eur_usage_has_no_price(demo):
+    summary, _ = demo
+    cat = load_catalog(summary.catalog)
+    eur = {c.customer_id for c in cat.customers.values() if c.currency == "EUR"}
+    rows = read_all(summary)
+    assert rows.filter(pl.col("customer_id").is_in(eur) & (pl.col("product_id") == "SMS")).height > 0
+    assert not any(r.product_id == "SMS" and r.currency == "EUR" for r in cat.rates.values())
