@@ -61,3 +61,17 @@ class RunSummary:
     period: Period
     landed: list[Landed] = field(default_factory=list)
     loads: list[FileLoad] = field(default_factory=list)
+
+
+def rate(settings: Settings, period: Period) -> list[dict]:
+    """Price the period with dbt (staging -> intermediate -> marts, with dbt's own tests)."""
+    from .rating import run_dbt
+
+    return run_dbt(settings, period)
+
+
+def check(settings: Settings, warehouse: Warehouse, period: Period):
+    """Run the quality checks on the rated period."""
+    from quality.checks import run_checks
+
+    return run_checks(warehouse, period)

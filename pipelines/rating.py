@@ -1,0 +1,48 @@
+"""The dbt project as Dagster assets, partitioned by billing month."""
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from billing.config import load_settings
+from billing.rating import DBT_PROJECT_DIR, _environment, dbt_env
+
+from .partitions import billing_months, period_of
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+
+
+class BillingTranslator(DagsterDbtTranslator):
+    """Groups dbt models by layer (staging, intermediate, marts) in the asset graph."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "model":
+            return dbt_resource_props["fqn"][1] if len(dbt_resource_props["fqn"]) > 2 else "dbt"
+        return super().get_group_name(dbt_resource_props)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    dagster_dbt_translator=BillingTranslator(),
+    partitions_def=billing_months,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
+    """Staging, rating and invoice marts for one billing month: the month reaches dbt as a half-open window."""
+    period = period_of(context.partition_key)
+    settings = load_settings()
+    with _environment(dbt_env(settings)):
+        args = ["build", "--vars", json.dumps(period.dbt_vars())]
+        yield from dbt.cli(args, context=context).stream()
+
+
+def dbt_resource() -> DbtCliResource:
+    # The dbt that was installed beside this Python (the project's venv), whatever PATH says.
+    executable = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
+                          dbt_executable=str(executable) if executable.exists() else "dbt")
