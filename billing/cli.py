@@ -1,0 +1,151 @@
+"""`billing`: run a billing month from the command line, for people who schedule from elsewhere.
+
+    billing run --month 2026-10        collect, normalize, load the catalog, rate, check
+    billing upload FILE [--source S]   drop a file into the upload inbox (landed on the next run)
+    billing demo [--events N]          generate the demo dataset and bill its last month
+
+Where the catalog, the inbox and the warehouse are: billing.yaml or the environment (docs/config.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import runner
+from .config import Settings, load_settings
+from .money import round_money
+from .periods import month_window
+
+console = Console()
+
+
+def _say(message: str) -> None:
+    console.print(f"  {message}", highlight=False)
+
+
+def _stage(name: str):
+    """Show a spinner while a stage runs; print its duration when done."""
+
+    class _Stage:
+        def __enter__(self):
+            self.start = time.perf_counter()
+            self.status = console.status(f"[bold]{name}[/bold] ...")
+            self.status.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            self.status.__exit__(*exc)
+            mark = "[green]✓[/green]" if exc[0] is None else "[red]✗[/red]"
+            console.print(f"{mark} {name} ({time.perf_counter() - self.start:.1f}s)")
+            return False
+
+    return _Stage()
+
+
+def run_month(settings: Settings, month: str) -> int:
+    """Bill one month end to end; returns a process exit code (0 even when checks find problems)."""
+    period = month_window(month)
+    console.print(f"Billing [bold]{period.key}[/bold] into {settings.warehouse().describe()}")
+    with _stage("prepare warehouse"):
+        warehouse = runner.prepare(settings)
+    with _stage(f"load catalog {settings.catalog}"):
+        runner.load_catalog_stage(settings, warehouse)
+    with _stage(f"collect inbox {settings.inbox}"):
+        landed = runner.collect(settings, warehouse, _say)
+    with _stage("normalize"):
+        loads = runner.normalize(settings, warehouse, _say)
+    with _stage("rate (dbt build)"):
+        runner.rate(settings, period)
+    with _stage("check"):
+        outcomes = runner.check(settings, warehouse, period)
+    summarize(settings, warehouse, period, landed, loads, outcomes)
+    return 0
+
+
+def summarize(settings, warehouse, period, landed, loads, outcomes) -> None:
+    with warehouse.transaction() as tx:
+        per_currency = tx.fetchall(
+            "SELECT currency, COUNT(*), SUM(total), SUM(CASE WHEN is_finalizable THEN 0 ELSE 1 END) "
+            "FROM marts.fct_invoices WHERE period = ? GROUP BY currency ORDER BY currency", [period.key])
+        quarantined = tx.fetchall("SELECT COUNT(*) FROM raw.quarantine")[0][0]
+    table = Table(title=f"Invoices for {period.key}")
+    for column in ("currency", "invoices", "total", "not finalizable"):
+        table.add_column(column, justify="right" if column != "currency" else "left")
+    for currency, count, total, blocked in per_currency:
+        table.add_row(currency, str(count), f"{round_money(total, currency):,}", str(blocked))
+    console.print(table)
+    customers = sum(row[1] for row in per_currency)
+    console.print(f"customers invoiced: {customers}; files received this run: {len(landed)} "
+                  f"({sum(1 for item in landed if item.is_new)} new); events loaded this run: "
+                  f"{sum(item.rows_loaded for item in loads)}; rows in quarantine: {quarantined}")
+    for outcome in outcomes:
+        mark = "[green]passed[/green]" if outcome.passed else "[red]FAILED[/red]"
+        console.print(f"check {outcome.name}: {mark} - {outcome.summary}")
+    passed = sum(1 for o in outcomes if o.passed)
+    console.print(f"checks: {passed} passed, {len(outcomes) - passed} failed")
+    console.print(f"warehouse: {warehouse.describe()}")
+    console.print("try: [cyan]SELECT billing_account_id, customer_name, currency, total, is_finalizable "
+                  f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;[/cyan]")
+
+
+def upload(settings: Settings, file: Path, source: str) -> int:
+    if not file.is_file():
+        console.print(f"[red]{file} is not a file[/red]")
+        return 2
+    settings.inbox.mkdir(parents=True, exist_ok=True)
+    target = settings.inbox / Path(file.name).name  # never a path outside the inbox
+    shutil.copyfile(file, target)
+    console.print(f"{file} -> {target} (source '{source}'); it is landed by the next run")
+    return 0
+
+
+def demo(settings: Settings, events: int, customers: int) -> int:
+    from .demo import generate_demo
+
+    home = settings.home
+    if home.exists():
+        shutil.rmtree(home)  # the demo always starts from a clean slate
+    summary = generate_demo(home, customers=customers, events=events)
+    console.print(f"demo data: {summary.customers} customers, {summary.events} events in "
+                  f"{len(summary.files)} files under {home}")
+    return run_month(settings, summary.months[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="billing", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="billing.yaml to use (default: $BILLING_CONFIG or ./billing.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="bill one month end to end")
+    run_p.add_argument("--month", required=True, help="YYYY-MM, e.g. 2026-10")
+    up_p = sub.add_parser("upload", help="put a usage file into the upload inbox")
+    up_p.add_argument("file", type=Path)
+    up_p.add_argument("--source", default="upload")
+    demo_p = sub.add_parser("demo", help="generate the demo dataset under $BILLING_HOME and bill its last month")
+    demo_p.add_argument("--events", type=int, default=60_000)
+    demo_p.add_argument("--customers", type=int, default=240)
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "run":
+            return run_month(settings, args.month)
+        if args.command == "upload":
+            return upload(settings, args.file, args.source)
+        return demo(settings, args.events, args.customers)
+    except Exception as exc:  # a clear one-line error for people; tracebacks with BILLING_DEBUG=1
+        import os
+
+        if os.environ.get("BILLING_DEBUG"):
+            raise
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""`billing run --month` bills a month from the command line, with a summary a person can act on."""
+
+from decimal import Decimal
+
+import duckdb
+from conftest import drop_reference_usage
+
+from billing.cli import main
+
+
+def test_billing_run_bills_the_reference_month(billing_env, capsys):
+    drop_reference_usage(billing_env / "inbox")
+    assert main(["run", "--month", "2026-10"]) == 0
+    out = capsys.readouterr().out
+    assert "Invoices for 2026-10" in out
+    assert "checks: 2 passed, 1 failed" in out
+    assert "C999" in out  # the unrated usage check names the customer
+    assert "SELECT billing_account_id" in out
+    con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    assert con.execute("select count(*), sum(total) from marts.fct_invoices where currency = 'USD'").fetchone() \
+        == (4, Decimal("5666.34"))
+    # the inbox is emptied into processed/, and the next run lands nothing new
+    assert not [p for p in (billing_env / "inbox").iterdir() if p.is_file()]
+
+
+def test_bad_month_is_a_clear_error(billing_env, capsys):
+    assert main(["run", "--month", "October"]) == 1
+    assert "YYYY-MM" in capsys.readouterr().out
+
+
+def test_broken_catalog_names_file_and_entry(billing_env, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "catalog.yaml"
+    bad.write_text("products:\n  - {code: X, prices: [{currency: USD, model: per_unit, unit_price: 0.5}]}\n")
+    monkeypatch.setenv("BILLING_CATALOG", str(bad))
+    assert main(["run", "--month", "2026-10"]) == 1
+    out = capsys.readouterr().out
+    assert "catalog.yaml" in out and "products[0]" in out and "binary float" in out
