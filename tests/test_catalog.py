@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 
 from catalog.load import CatalogError, load_catalog
+
 from conftest import REFERENCE
 
 BASE = """

@@ -3,9 +3,10 @@
 from decimal import Decimal
 
 import duckdb
-from conftest import drop_reference_usage
 
 from billing.cli import main
+
+from conftest import drop_reference_usage
 
 
 def test_billing_run_bills_the_reference_month(billing_env, capsys):

@@ -14,10 +14,11 @@ from decimal import Decimal
 import dagster as dg
 import duckdb
 import pytest
-from conftest import REFERENCE, drop_reference_usage
 
 from billing.config import load_settings
 from collectors.landing import land_file
+
+from conftest import REFERENCE, drop_reference_usage
 
 D = Decimal
 PARTITION = "2026-10-01"
