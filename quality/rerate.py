@@ -130,9 +130,19 @@ def _checked(events: pl.DataFrame) -> pl.DataFrame:
     occurred = events.schema["occurred_at"]
     if not isinstance(occurred, pl.Datetime) or occurred.time_zone is None:
         raise TypeError(f"events.occurred_at must be a zoned Datetime (UTC), not {occurred}")
+    nulls = {c: n for c, n in events.select(pl.col(list(EVENT_SCHEMA)).null_count()).row(0, named=True).items() if n}
+    if nulls:  # a null would drop out of a filter or a sum: usage lost without a word
+        raise ValueError(f"events have nulls in {nulls}; normalization should have quarantined those rows")
+    quantity = events.schema["quantity"]
+    if events.height and quantity != QUANTITY:
+        # Polars rounds a narrowing decimal cast silently; refuse quantities with more than 9 places
+        lossy = events.filter(pl.col("quantity").cast(QUANTITY).cast(quantity) != pl.col("quantity"))
+        if lossy.height:
+            raise ValueError(f"{lossy.height} event quantities have more than {QUANTITY.scale} decimal places, "
+                             f"e.g. {lossy['quantity'][0]} (event {lossy['event_id'][0]})")
     return events.select(
         pl.col("source", "event_id", "customer_id", "product_id").cast(pl.String),
-        pl.col("quantity").cast(QUANTITY, strict=True),
+        pl.col("quantity").cast(QUANTITY),
         pl.col("occurred_at").dt.convert_time_zone("UTC"),
     )
 
@@ -198,22 +208,34 @@ def _provisioned_days(catalog: Catalog, period: Period) -> pl.DataFrame:
     ).unique()
 
 
-def _contract_on(catalog: Catalog, account: str, day: date) -> Contract | None:
-    for contract in catalog.contracts.values():
-        if (contract.customer_id == account and contract.effective_from <= day
-                and (contract.effective_to is None or day < contract.effective_to)):
+class _Index:
+    """Contracts by customer and rates by (product, currency), so the per-day walk stays cheap."""
+
+    def __init__(self, catalog: Catalog):
+        self.contracts: dict[str, list[Contract]] = {}
+        for contract in catalog.contracts.values():
+            self.contracts.setdefault(contract.customer_id, []).append(contract)
+        self.rates: dict[tuple[str, str], list[Rate]] = {}
+        for rate in catalog.rates.values():
+            self.rates.setdefault((rate.product_id, rate.currency), []).append(rate)
+
+
+def _contract_on(index: _Index, account: str, day: date) -> Contract | None:
+    for contract in index.contracts.get(account, ()):
+        if contract.effective_from <= day and (contract.effective_to is None or day < contract.effective_to):
             return contract
     return None
 
 
-def find_rate(catalog: Catalog, account: str, product_id: str, day: date) -> tuple[str, Rate | None]:
+def find_rate(catalog: Catalog, account: str, product_id: str, day: date,
+              index: _Index | None = None) -> tuple[str, Rate | None]:
     """(currency, rate) for a billing account's product on one day; rate None when nothing applies."""
-    contract = _contract_on(catalog, account, day)
+    index = index or _Index(catalog)
+    contract = _contract_on(index, account, day)
     currency = contract.currency if contract else catalog.customers[account].currency
     rate_class = (contract.rate_class_id if contract and contract.rate_class_id
                   else catalog.customers[account].rate_class_id)
-    candidates = [r for r in catalog.rates.values()
-                  if r.product_id == product_id and r.currency == currency and r.effective_on(day)]
+    candidates = [r for r in index.rates.get((product_id, currency), ()) if r.effective_on(day)]
     matches = (
         lambda r: r.level == "account_override" and r.customer_id == account,
         lambda r: contract is not None and r.contract_id == contract.contract_id,
@@ -239,9 +261,9 @@ def _resolve_days(catalog: Catalog, known: pl.DataFrame, provisioned: pl.DataFra
         .join(provisioned_keys, on=keys, how="left")
         .with_columns(pl.col("provisioned").fill_null(False))
     )
-    rows = []
+    rows, index = [], _Index(catalog)
     for account, product, day, is_provisioned in all_keys.iter_rows():
-        currency, rate = find_rate(catalog, account, product, day)
+        currency, rate = find_rate(catalog, account, product, day, index)
         rows.append((account, product, day, is_provisioned, currency,
                      rate.rate_id if rate else None, rate.level if rate else None))
     return pl.DataFrame(

@@ -315,3 +315,13 @@ def test_segment_dates_use_last_day_plus_one():
     cat = small_catalog(("P", "sum", per_unit("1")))
     got = line(rerate(cat, frame([("A", "P", "1", at(31, 23, 59))]), OCTOBER))
     assert (got["segment_start"], got["segment_end"]) == (date(2026, 10, 31), date(2026, 10, 31) + timedelta(days=1))
+
+
+def test_events_that_would_lose_digits_or_rows_are_refused():
+    cat = small_catalog(("P", "sum", per_unit("1")))
+    precise = frame([("A", "P", "1", at(3))]).with_columns(
+        pl.Series("quantity", [D("1.0000000001")], dtype=pl.Decimal(38, 10)))
+    with pytest.raises(ValueError, match="decimal places"):
+        rerate(cat, precise, OCTOBER)
+    with pytest.raises(ValueError, match="nulls"):
+        rerate(cat, frame([("A", "P", "1", at(3))]).with_columns(pl.lit(None, pl.String).alias("product_id")), OCTOBER)
