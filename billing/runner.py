@@ -74,4 +74,4 @@ def check(settings: Settings, warehouse: Warehouse, period: Period):
     """Run the quality checks on the rated period."""
     from quality.checks import run_checks
 
-    return run_checks(warehouse, period)
+    return run_checks(warehouse, period, load_catalog(settings.catalog))

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from billing.config import load_settings
+from catalog.load import load_catalog
 from quality import checks as q
 
 from .partitions import period_of
@@ -25,8 +26,9 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=FCT_INVOICES, name=check_fn.__name__, description=check_fn.__doc__)
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         period = period_of(context.run.tags.get("dagster/partition") or "")
-        with load_settings().warehouse().transaction() as tx:
-            return _result(check_fn(tx, period))
+        settings = load_settings()
+        with settings.warehouse().transaction() as tx:
+            return _result(check_fn(tx, period, load_catalog(settings.catalog)))
 
     return _check
 

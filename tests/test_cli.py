@@ -14,7 +14,7 @@ def test_billing_run_bills_the_reference_month(billing_env, capsys):
     assert main(["run", "--month", "2026-10"]) == 0
     out = capsys.readouterr().out
     assert "Invoices for 2026-10" in out
-    assert "checks: 2 passed, 1 failed" in out
+    assert "checks: 3 passed, 1 failed" in out
     assert "C999" in out  # the unrated usage check names the customer
     assert "SELECT billing_account_id" in out
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
@@ -36,3 +36,22 @@ def test_broken_catalog_names_file_and_entry(billing_env, tmp_path, monkeypatch,
     assert main(["run", "--month", "2026-10"]) == 1
     out = capsys.readouterr().out
     assert "catalog.yaml" in out and "products[0]" in out and "binary float" in out
+
+
+def test_misrated_check_names_exactly_the_altered_line(billing_env):
+    from billing import runner
+    from billing.config import load_settings
+    from billing.periods import month_window
+
+    drop_reference_usage(billing_env / "inbox")
+    assert main(["run", "--month", "2026-10"]) == 0
+    con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    con.execute("update marts.fct_invoice_lines set amount = amount + 0.01 "
+                "where billing_account_id = 'C1' and product_id = 'SMS'")
+    con.close()
+    settings = load_settings()
+    outcomes = {o.name: o for o in runner.check(settings, settings.warehouse(), month_window("2026-10"))}
+    misrated = outcomes["misrated_lines"]
+    assert not misrated.passed
+    assert [(f["billing_account_id"], f["product_id"], f["amount"], f["expected_amount"])
+            for f in misrated.findings] == [("C1", "SMS", "16.510", "16.500")]

@@ -19,7 +19,7 @@ def test_definitions_load_with_the_billing_graph():
     assert dg.AssetKey(["raw", "events"]) in graph.get(dg.AssetKey(["staging", "stg_usage__events"])).parent_keys
 
     checks = {key.name for key in graph.asset_check_keys}
-    assert {"unrated_usage", "missed_customers", "invoice_totals"} <= checks
+    assert {"unrated_usage", "missed_customers", "invoice_totals", "misrated_lines"} <= checks
 
     job = defs.resolve_job_def("billing_month")
     assert job.partitions_def is not None
