@@ -9,7 +9,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import SFTP_USER, SftpTestServer, count
+from collector_servers import SFTP_USER, SftpTestServer, count
 
 from collectors.sftp import HostKeyRefused, LoginRefused, SftpError, collect_sftp
 from collectors.sources import SourceConfig, parse_sources
