@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT / "examples" / "reference-month"
+from support import REFERENCE, ROOT
 
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -40,10 +38,3 @@ def billing_env(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     return home
 
-
-def drop_reference_usage(inbox: Path) -> list[Path]:
-    """Put the reference month's usage files into an inbox, as a person would."""
-    copied = []
-    for path in sorted((REFERENCE / "usage").iterdir()):
-        copied.append(Path(shutil.copy(path, inbox / path.name)))
-    return copied

@@ -7,7 +7,7 @@ import pytest
 
 from catalog.load import CatalogError, load_catalog
 
-from conftest import REFERENCE
+from support import REFERENCE
 
 BASE = """
 products:

@@ -6,7 +6,7 @@ import duckdb
 
 from billing.cli import main
 
-from conftest import drop_reference_usage
+from support import drop_reference_usage
 
 
 def test_billing_run_bills_the_reference_month(billing_env, capsys):

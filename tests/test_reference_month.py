@@ -18,7 +18,7 @@ import pytest
 from billing.config import load_settings
 from collectors.landing import land_file
 
-from conftest import REFERENCE, drop_reference_usage
+from support import REFERENCE, drop_reference_usage
 
 D = Decimal
 PARTITION = "2026-10-01"
