@@ -1,8 +1,9 @@
 """Real servers on 127.0.0.1 for the collector tests: an asyncssh SFTP server and an HTTP usage API.
 
 Both run in a background thread, listen on a free port, inject faults on request, and are shut
-down (with a bounded wait) when the test ends. A module of its own rather than conftest.py,
-because tests/ has a conftest.py too and `import conftest` would be ambiguous.
+down (with a bounded wait) when the test ends. This is a plain module and each test module
+defines its own fixtures: a tests/collectors/conftest.py would shadow tests/conftest.py for the
+tests that do `from conftest import ...`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ import asyncssh
 from warehouse.store import Warehouse
 
 SFTP_USER = "billing"
+
+
+def new_warehouse(path: Path) -> Warehouse:
+    warehouse = Warehouse(duckdb_path=path)
+    warehouse.ensure_schema()
+    return warehouse
 
 
 def count(warehouse: Warehouse, sql: str, params: list | None = None) -> int:

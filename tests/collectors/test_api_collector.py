@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import traceback
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from collector_servers import UsageApi, count, make_events
+from collector_servers import UsageApi, count, make_events, new_warehouse
 
 import collectors.api as api_module
 from collectors.api import ApiError, collect_api, read_checkpoint
@@ -26,6 +28,25 @@ STYLES = {
 }
 FIRST_KEY = {"cursor": "cursor:after-0", "page": "page:1", "page-unsized": "page:1", "link": "link:1"}
 THIRD_KEY = {"cursor": "cursor:after-20", "page": "page:3", "page-unsized": "page:3", "link": "link:3"}
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    return new_warehouse(tmp_path / "w.duckdb")
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def usage_api() -> Iterator[UsageApi]:
+    api = UsageApi(token="tok-" + os.urandom(8).hex(), events=make_events(25)).start()
+    try:
+        yield api
+    finally:
+        api.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
 import pytest
-from collector_servers import SFTP_USER, SftpTestServer, count
+from collector_servers import SFTP_USER, SftpTestServer, count, new_warehouse
 
 from collectors.sftp import HostKeyRefused, LoginRefused, SftpError, collect_sftp
 from collectors.sources import SourceConfig, parse_sources
@@ -40,6 +41,27 @@ def make_source(server: SftpTestServer, tmp_path: Path, *, known_hosts: str | No
     }
     entry["connection"] = {k: v for k, v in entry["connection"].items() if v is not None}
     return parse_sources({"sources": [entry]}, base_dir=tmp_path)["acme-sftp"]
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    return new_warehouse(tmp_path / "w.duckdb")
+
+
+@pytest.fixture
+def landing(tmp_path: Path) -> Path:
+    return tmp_path / "landing"
+
+
+@pytest.fixture
+def sftp_server(tmp_path: Path) -> Iterator[SftpTestServer]:
+    root = tmp_path / "sftp-root"
+    (root / "outgoing").mkdir(parents=True)
+    server = SftpTestServer(root, password="pw-" + os.urandom(8).hex()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)
