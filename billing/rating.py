@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from .config import Settings
 from .periods import Period
@@ -34,13 +34,19 @@ def postgres_env(dsn: str) -> dict[str, str]:
     url = urlparse(dsn)
     if url.scheme not in ("postgres", "postgresql"):
         raise ValueError("the PostgreSQL DSN must look like postgresql://user@host:5432/dbname")
-    return {
+    env = {
         "BILLING_PG_HOST": url.hostname or "127.0.0.1",
         "BILLING_PG_PORT": str(url.port or 5432),
         "BILLING_PG_USER": unquote(url.username or "postgres"),
         "BILLING_PG_PASSWORD": unquote(url.password or ""),
         "BILLING_PG_DBNAME": (url.path or "/postgres").lstrip("/") or "postgres",
+        # libpq variables, read by dbt's connections: sessions in UTC, like warehouse/store.py's
+        "PGTZ": "UTC",
     }
+    sslmode = parse_qs(url.query).get("sslmode")
+    if sslmode:  # ?sslmode=require in the DSN holds for dbt too
+        env["PGSSLMODE"] = sslmode[-1]
+    return env
 
 
 def dbt_args(command: str, period: Period, extra: Sequence[str] = ()) -> list[str]:

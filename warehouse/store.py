@@ -48,9 +48,17 @@ class Tx:
         if self.dialect == "postgres":
             with self._conn.cursor() as cur:
                 cur.execute(self._sql(sql), params)
-                names = [d.name for d in cur.description]
+                columns = list(cur.description)
                 rows = cur.fetchall()
-            return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+            # Column types from the result's declared types, not guessed from the values, so that an
+            # empty result, an all-NULL column or an INTEGER column has the type DuckDB would give it.
+            types = {}
+            for i, col in enumerate(columns):
+                dtype = _pl_type(col, [row[i] for row in rows])
+                if dtype is not None:
+                    types[col.name] = dtype
+            return pl.DataFrame(rows, schema=[c.name for c in columns], orient="row", schema_overrides=types,
+                                infer_schema_length=None)
         return self._conn.sql(sql, params=params).pl()
 
     def insert_frame(self, table: str, frame: pl.DataFrame) -> int:
@@ -73,7 +81,8 @@ class Tx:
     def register(self, name: str, frame: pl.DataFrame) -> None:
         """Make a frame queryable by name inside this transaction (a temp table on Postgres)."""
         if self.dialect == "postgres":
-            self.execute(f"DROP TABLE IF EXISTS {name}")
+            # pg_temp: never drop a real table that happens to have the same name
+            self.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
             cols = ", ".join(f"{c} {_pg_type(t)}" for c, t in frame.schema.items())
             self.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
             self.insert_frame(name, frame)
@@ -82,14 +91,40 @@ class Tx:
 
 
 def _pg_type(dtype: pl.DataType) -> str:
+    """PostgreSQL column type for a Polars column (temp tables of `Tx.register`)."""
     if isinstance(dtype, pl.Decimal):
         return f"NUMERIC({dtype.precision or 38}, {dtype.scale})"
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-    return {
-        pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.UInt32: "BIGINT", pl.Boolean: "BOOLEAN",
-        pl.Date: "DATE", pl.String: "VARCHAR",
-    }.get(dtype.base_type(), "VARCHAR")
+    pg = {
+        pl.Int64: "BIGINT", pl.Int32: "INTEGER", pl.Int16: "SMALLINT", pl.Int8: "SMALLINT",
+        pl.UInt64: "NUMERIC(20, 0)", pl.UInt32: "BIGINT", pl.UInt16: "INTEGER", pl.UInt8: "SMALLINT",
+        pl.Boolean: "BOOLEAN", pl.Date: "DATE", pl.Time: "TIME", pl.String: "VARCHAR",
+        pl.Null: "VARCHAR",  # a column of NULLs only
+    }.get(dtype.base_type())
+    if pg is None:  # e.g. a float (money is never a float) or a nested type: say so, do not guess
+        raise TypeError(f"no PostgreSQL column type for Polars type {dtype}")
+    return pg
+
+
+# PostgreSQL type OIDs -> Polars types of `Tx.frame` (NUMERIC is handled by `_pl_type`).
+_PG_OID_TYPES: dict[int, pl.DataType] = {
+    16: pl.Boolean(), 20: pl.Int64(), 21: pl.Int16(), 23: pl.Int32(), 25: pl.String(), 19: pl.String(),
+    1042: pl.String(), 1043: pl.String(), 1082: pl.Date(), 1083: pl.Time(), 1114: pl.Datetime("us"),
+    1184: pl.Datetime("us", "UTC"), 700: pl.Float32(), 701: pl.Float64(),
+}
+_PG_NUMERIC = 1700
+
+
+def _pl_type(column: Any, values: list[Any]) -> pl.DataType | None:
+    """Polars type of a result column from its declared type; None lets Polars infer it."""
+    if column.type_code == _PG_NUMERIC:
+        if column.scale is not None:  # NUMERIC(p, s): as declared, like DuckDB's DECIMAL(p, s)
+            return pl.Decimal(column.precision or 38, column.scale)
+        # unconstrained NUMERIC (e.g. SUM of a NUMERIC(p, s)): exact, at the largest scale present
+        scale = max((-v.as_tuple().exponent for v in values if v is not None and v.is_finite()), default=0)
+        return pl.Decimal(38, max(scale, 0))
+    return _PG_OID_TYPES.get(column.type_code)
 
 
 class Warehouse:
@@ -115,6 +150,9 @@ class Warehouse:
             import psycopg
 
             with psycopg.connect(self.postgres_dsn) as conn:  # commits or rolls back on exit
+                # Timestamps are UTC (docs: Time): naive values are read, and instants returned, in UTC,
+                # whatever the server's or the client's default time zone is.
+                conn.execute("SET TIME ZONE 'UTC'")
                 yield Tx(conn, "postgres")
             return
         import duckdb

@@ -18,13 +18,27 @@
     end
 {%- endmacro %}
 
-{# Exact decimal division truncated to 12 places; DuckDB's `/` on decimals returns a binary float. #}
+{#
+  Exact decimal division truncated to 12 places (the denominator is a whole number).
+  DuckDB's `/` on decimals returns a binary float; PostgreSQL's `/` on numerics rounds at a scale
+  it picks from the operands' sizes (as few as 9 places for large amounts), so truncating its
+  result is not exact either. Both engines divide whole numbers exactly: scale by 10^12,
+  truncating integer division, scale back.
+#}
 {% macro divide_exact(numerator, denominator) -%}
     {{ return(adapter.dispatch('divide_exact')(numerator, denominator)) }}
 {%- endmacro %}
 
 {% macro default__divide_exact(numerator, denominator) -%}
     trunc(cast({{ numerator }} as numeric) / cast({{ denominator }} as numeric), 12)
+{%- endmacro %}
+
+{% macro postgres__divide_exact(numerator, denominator) -%}
+    {#- div(numeric, numeric) is the exact quotient truncated toward zero, like DuckDB's `//` -#}
+    cast(
+        div(cast({{ numerator }} as numeric) * 1000000000000, cast({{ denominator }} as numeric))
+        * cast(0.000000000001 as decimal(13, 12))
+    as {{ amount_type() }})
 {%- endmacro %}
 
 {% macro duckdb__divide_exact(numerator, denominator) -%}
