@@ -24,4 +24,6 @@ defs = dg.Definitions(
     jobs=[billing_month_job],
     schedules=[month_end_schedule],
     resources={"dbt": dbt_resource()},
+    # DuckDB allows one writer per file: run a month's steps one after another, in one process.
+    executor=dg.in_process_executor,
 )
