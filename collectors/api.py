@@ -97,7 +97,7 @@ def collect_api(warehouse: Warehouse, landing_dir: Path, source: SourceConfig) -
         auth = {settings.api_key_header: secret}
     collector = _Collector(warehouse, Path(landing_dir), source, settings, secret)
     with httpx.Client(headers={**settings.headers, **auth, "Accept": "application/json"},
-                      timeout=httpx.Timeout(settings.timeout_seconds), follow_redirects=True) as client:
+                      timeout=httpx.Timeout(settings.timeout_seconds), follow_redirects=False) as client:
         return collector.run(client)
 
 
@@ -179,6 +179,9 @@ class _Collector:
         if style == "link":
             link = response.links.get("next", {}).get("url")
             nxt = {"url": str(response.url.join(link))} if link else None
+            if nxt and httpx.URL(nxt["url"]).netloc != httpx.URL(self.s.url).netloc:
+                raise ApiError(f"source '{self.source.name}': the next-page link {nxt['url']} leaves "
+                               f"{httpx.URL(self.s.url).host}; refusing to send the credentials there")
             # The first page's position stays {"url": None}: resuming there re-reads it with the base params.
             return _Page(records, nxt, complete=True)
         return _Page(records, None, complete=False)
@@ -210,6 +213,9 @@ class _Collector:
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(_describe(response), retry_after=_retry_after(response.headers.get("Retry-After")))
+        if 300 <= status < 400:  # not followed: the credentials could travel to another host
+            raise ApiError(f"source '{self.source.name}': {_describe(response)} to "
+                           f"{response.headers.get('location', '?')}; set connection.url to where it points")
         if status >= 400:
             hint = {401: f"the credentials in ${self.s.token_env or self.s.api_key_env} were refused",
                     403: f"the credentials in ${self.s.token_env or self.s.api_key_env} lack permission",

@@ -157,6 +157,7 @@ class UsageApi:
         self.page_size = page_size
         self.slow_seconds = slow_seconds
         self.faults: dict[str, list[str]] = {}
+        self.link_base = ""  # next links are relative unless a test sets an origin here
         self.broken: set[str] = set()
         self.requests: list[tuple[float, str, str]] = []  # (arrival time, page key, outcome)
         self._lock = threading.Lock()
@@ -216,7 +217,8 @@ class UsageApi:
         else:
             body = {"data": chunk}
             if more:
-                headers["Link"] = f'</link?page={page + 1}&per_page={size}>; rel="next", </link?page=1>; rel="first"'
+                headers["Link"] = (f'<{self.link_base}/link?page={page + 1}&per_page={size}>; rel="next", '
+                                   '</link?page=1>; rel="first"')
         self._send(req, 200, body, key=key, arrived=arrived, headers=headers,
                    outcome="slow" if action == "slow" else "200")
 

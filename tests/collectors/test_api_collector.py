@@ -211,3 +211,12 @@ def test_persistent_timeouts_give_up_with_a_clear_error(usage_api, warehouse, la
     with pytest.raises(ApiError, match=r"failed 2 time\(s\), last: no answer within 0.2s"):
         collect_api(warehouse, landing, source)
     assert count(warehouse, "SELECT count(*) FROM raw.landed_files") == 0
+
+
+def test_a_next_link_to_another_host_is_refused(usage_api, warehouse, landing, monkeypatch):
+    source = make_source(usage_api, "link")
+    elsewhere = usage_api.base.replace("127.0.0.1", "localhost")  # another origin for the same server
+    monkeypatch.setattr(usage_api, "link_base", elsewhere)
+    with pytest.raises(ApiError, match="next-page link http://localhost:.* leaves 127.0.0.1; refusing"):
+        collect_api(warehouse, landing, source)
+    assert len(usage_api.requests) == 1
