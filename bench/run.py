@@ -1,0 +1,472 @@
+"""Benchmark the billing pipeline: wall time, events per second and peak memory (RSS) per stage.
+
+    python -m bench.run [--events 1000000] [--customers 240] [--keep]     (or: EVENTS=... make bench)
+
+1. Generates the demo dataset (`billing.demo.generate_demo`, defects planted) into a fresh temporary
+   folder; timed on its own, it is not a pipeline stage.
+2. Runs the stages in this process through `billing.runner`, exactly as `billing run` does:
+   catalog (prepare + load_catalog_stage), collect, normalize, rate (dbt build) for the demo's last
+   month, check. Settings come from `billing.config.load_settings` with BILLING_HOME = the folder.
+3. Compares CSV parsing + typing only: our `read_rows` + `normalize_frame` against a typical pandas
+   script, on the same CSV usage files.
+
+Peak RSS per stage: the kernel's high-water mark (VmHWM) reset before each stage through
+/proc/self/clear_refs; where that is refused, a background thread samples VmRSS every 20 ms.
+dbt writes its target/ and logs/ inside the temporary folder, never into dbt_project/.
+Nothing outside the temporary folder is written; it is deleted at the end unless --keep.
+See docs/benchmark.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+# Wide enough for the tables when the output goes to a file or a pipe (rich would use 80 columns).
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+SAMPLE_SECONDS = 0.02
+_STATUS = Path("/proc/self/status")
+
+
+# --------------------------------------------------------------------------------------------------
+# memory
+
+
+def _status_kib(key: str) -> int | None:
+    """A `kB` field of /proc/self/status (VmRSS, VmHWM), or None where there is no /proc."""
+    try:
+        text = _STATUS.read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^{key}:\s+(\d+)\s+kB", text, re.M)
+    return int(match.group(1)) if match else None
+
+
+def _reset_hwm() -> bool:
+    """Reset the kernel's peak-RSS mark for this process (Linux >= 4.0); False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _probe_hwm_reset() -> bool:
+    """Does resetting VmHWM work here (a reset must bring it back down to the current RSS)?"""
+    if _status_kib("VmHWM") is None:
+        return False
+    ballast = bytearray(64 << 20)  # make the mark visibly higher than the current RSS
+    ballast[:: 4096] = b"x" * len(ballast[:: 4096])
+    del ballast
+    gc.collect()
+    if not _reset_hwm():
+        return False
+    hwm, rss = _status_kib("VmHWM"), _status_kib("VmRSS")
+    return hwm is not None and rss is not None and hwm < rss + (32 << 10)
+
+
+class PeakRss:
+    """Peak resident memory of this process while the `with` block runs, in KiB (None if unknown)."""
+
+    use_hwm: bool | None = None  # decided once per process by _probe_hwm_reset
+
+    def __init__(self) -> None:
+        if PeakRss.use_hwm is None:
+            PeakRss.use_hwm = _probe_hwm_reset()
+        self.start_kib: int | None = None
+        self.peak_kib: int | None = None
+        self.end_kib: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sampled = 0
+
+    @staticmethod
+    def method() -> str:
+        if PeakRss.use_hwm is None:
+            PeakRss.use_hwm = _probe_hwm_reset()
+        if PeakRss.use_hwm:
+            return "VmHWM, reset before each stage via /proc/self/clear_refs"
+        if _status_kib("VmRSS") is not None:
+            return f"VmRSS sampled every {SAMPLE_SECONDS * 1000:.0f} ms (spikes shorter than that can be missed)"
+        return "not available on this system (/proc/self/status missing)"
+
+    def _sample(self) -> None:
+        while not self._stop.wait(SAMPLE_SECONDS):
+            rss = _status_kib("VmRSS")
+            if rss is not None:
+                self._sampled = max(self._sampled, rss)
+
+    def __enter__(self) -> PeakRss:
+        gc.collect()
+        self.start_kib = _status_kib("VmRSS")
+        self._sampled = self.start_kib or 0
+        if self.use_hwm:
+            _reset_hwm()
+        elif self.start_kib is not None:
+            self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end_kib = _status_kib("VmRSS")
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=2.0)  # bounded: the sampler wakes every 20 ms
+        if self.use_hwm:
+            self.peak_kib = _status_kib("VmHWM")
+        elif self.start_kib is not None:
+            self.peak_kib = max(self._sampled, self.end_kib or 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# figures
+
+
+@dataclass
+class Figure:
+    name: str
+    seconds: float
+    events: int | None  # what events/s is computed from; None = not an event-driven step
+    start_kib: int | None
+    peak_kib: int | None
+    note: str = ""
+
+    @property
+    def rate(self) -> float | None:
+        if not self.events or self.seconds <= 0:
+            return None
+        return self.events / self.seconds
+
+
+@dataclass
+class Measured:
+    value: Any = None
+    figure: Figure | None = None
+
+
+@contextlib.contextmanager
+def measure(name: str, events: int | None = None) -> Iterator[Measured]:
+    """Time and memory of the block; set `.figure.events` / `.figure.note` inside or after it."""
+    out = Measured()
+    console.print(f"[dim]… {name}[/dim]")
+    with PeakRss() as rss:
+        started = time.perf_counter()
+        yield out
+        seconds = time.perf_counter() - started
+    out.figure = Figure(name, seconds, events, rss.start_kib, rss.peak_kib)
+
+
+def _mib(kib: int | None) -> str:
+    return "n/a" if kib is None else f"{kib / 1024:,.0f}"
+
+
+def _secs(seconds: float) -> str:
+    return f"{seconds:,.2f}" if seconds < 100 else f"{seconds:,.0f}"
+
+
+def _per_second(rate: float | None) -> str:
+    return "—" if rate is None else f"{rate:,.0f}"
+
+
+def _table(title: str, figures: list[Figure], total: Figure | None = None) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("stage")
+    table.add_column("wall s", justify="right")
+    table.add_column("events", justify="right")
+    table.add_column("events/s", justify="right")
+    table.add_column("peak RSS MiB", justify="right")
+    table.add_column("Δ over start MiB", justify="right")
+    table.add_column("notes")
+    rows = list(figures) + ([total] if total else [])
+    for i, f in enumerate(rows):
+        delta = None if f.peak_kib is None or f.start_kib is None else f.peak_kib - f.start_kib
+        style = "bold" if total is not None and i == len(rows) - 1 else None
+        table.add_row(f.name, _secs(f.seconds), "—" if f.events is None else f"{f.events:,}",
+                      _per_second(f.rate), _mib(f.peak_kib), _mib(delta), f.note, style=style,
+                      end_section=total is not None and i == len(rows) - 2)
+    return table
+
+
+# --------------------------------------------------------------------------------------------------
+# pipeline
+
+
+@contextlib.contextmanager
+def _dbt_in(folder: Path) -> Iterator[None]:
+    """Point dbt's target/ and logs/ into `folder` (not the shared dbt_project/), for this block."""
+    values = {"DBT_TARGET_PATH": str(folder / "dbt-target"), "DBT_LOG_PATH": str(folder / "dbt-logs")}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _dbt_build_seconds(folder: Path) -> float | None:
+    """How long dbt spent running the nodes (run_results.json's elapsed_time: after parsing), if it says."""
+    try:
+        value = json.loads((folder / "dbt-target" / "run_results.json").read_text()).get("elapsed_time")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _events_in(settings, start: datetime, end: datetime) -> int:
+    warehouse = settings.warehouse()
+    with warehouse.transaction() as tx:
+        return int(tx.fetchall("SELECT COUNT(*) FROM raw.events WHERE occurred_at >= ? AND occurred_at < ?",
+                               [start, end])[0][0])
+
+
+@dataclass
+class Result:
+    generate: Figure
+    stages: list[Figure] = field(default_factory=list)
+    csv: list[Figure] = field(default_factory=list)
+    csv_files: int = 0
+    csv_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def run_pipeline(home: Path, events: int, customers: int) -> Result:
+    from billing import runner
+    from billing.config import load_settings
+    from billing.demo import generate_demo
+    from billing.periods import month_window
+
+    with measure("generate demo data") as m:
+        summary = generate_demo(home, events=events, customers=customers, defects=True)
+    generated = m.figure
+    generated.events = summary.rows_written
+    size = sum(p.stat().st_size for p in summary.files)
+    generated.note = (f"{len(summary.files)} files, {size / 1e6:,.0f} MB, {summary.customers} customers, "
+                      f"months {', '.join(summary.months)}")
+    result = Result(generated)
+    console.print(f"  {generated.note} ({_secs(generated.seconds)} s)")
+
+    # An empty config file pins the settings to BILLING_HOME's defaults: a ./billing.yaml or BILLING_*
+    # variables of whoever runs the benchmark cannot redirect it to a real warehouse.
+    config = home / "bench-billing.yaml"
+    config.write_text("# written by bench.run: every path defaults to BILLING_HOME\n", encoding="utf-8")
+    settings = load_settings(env={"BILLING_HOME": str(home), "BILLING_CONFIG": str(config)})
+    assert settings.engine == "duckdb" and settings.duckdb_path.is_relative_to(home), settings
+    period = month_window(summary.months[-1])
+    stages = result.stages
+
+    with measure("catalog") as m:
+        warehouse = runner.prepare(settings)
+        counts = runner.load_catalog_stage(settings, warehouse)
+    m.figure.note = (f"prepare + load_catalog_stage: {sum(counts.values()):,} rows in {len(counts)} tables"
+                     if isinstance(counts, dict) else "prepare + load_catalog_stage")
+    stages.append(m.figure)
+
+    with measure("collect", events=summary.rows_written) as m:
+        landed = runner.collect(settings, warehouse)
+    new = sum(1 for item in landed if item.is_new)
+    m.figure.note = f"{len(landed)} files landed ({new} new), {sum(i.size_bytes for i in landed) / 1e6:,.0f} MB"
+    stages.append(m.figure)
+
+    with measure("normalize") as m:
+        loads = runner.normalize(settings, warehouse)
+    m.figure.events = sum(load.rows_received for load in loads)
+    m.figure.note = (f"{len(loads)} files: {sum(x.rows_loaded for x in loads):,} loaded, "
+                     f"{sum(x.rows_quarantined for x in loads)} quarantined, "
+                     f"{sum(x.rows_duplicate for x in loads)} duplicates")
+    rejected = [x for x in loads if x.status != "loaded"]
+    if rejected:
+        m.figure.note += f"; {len(rejected)} REJECTED: {rejected[0].error}"
+    stages.append(m.figure)
+    received = m.figure.events
+
+    start = datetime(period.start.year, period.start.month, period.start.day, tzinfo=UTC)
+    end = datetime(period.end.year, period.end.month, period.end.day, tzinfo=UTC)
+    in_month = _events_in(settings, start, end)
+
+    with measure("rate", events=in_month) as m, _dbt_in(home):
+        began = time.perf_counter()
+        import dbt.cli.main  # noqa: F401  (timed apart: a `billing run` process pays it once too)
+
+        dbt_import = time.perf_counter() - began
+        nodes = runner.rate(settings, period)
+    build = _dbt_build_seconds(home)
+    m.figure.note = f"dbt build {period.key}: import {dbt_import:.1f} s"
+    if build is not None:
+        m.figure.note += f" + parse/startup {m.figure.seconds - dbt_import - build:.1f} s"
+        m.figure.note += f" + {len(nodes)} nodes {build:.1f} s"
+    else:
+        m.figure.note += f"; {len(nodes)} nodes"
+    stages.append(m.figure)
+
+    with measure("check", events=in_month) as m:
+        outcomes = runner.check(settings, warehouse, period)
+    passed = sum(1 for o in outcomes if o.passed)
+    m.figure.note = f"{passed} passed, {len(outcomes) - passed} failed (failures are planted defects)"
+    stages.append(m.figure)
+    for outcome in outcomes:
+        if not outcome.passed:
+            result.notes.append(f"check {outcome.name}: {outcome.summary[:160]}")
+
+    csv_paths = [item.landing_path for item in landed if item.is_new and item.original_name.endswith(".csv")]
+    result.csv_files = len(csv_paths)
+    result.csv_bytes = sum(p.stat().st_size for p in csv_paths)
+    result.csv = compare_csv(csv_paths)
+    result.notes.insert(0, f"events in {period.key} (UTC, raw.events) used for rate/check: {in_month:,}; "
+                           f"rows received by normalize: {received:,}")
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV only: Polars rules vs a typical pandas script
+
+
+def compare_csv(paths: list[Path]) -> list[Figure]:
+    from collectors.sources import DEFAULT_UPLOAD_SOURCE
+    from normalize.rules import normalize_frame, read_rows
+
+    with measure("polars rules") as m:
+        rows = good = quarantined = 0
+        for path in paths:
+            normalized = normalize_frame(read_rows(path, DEFAULT_UPLOAD_SOURCE), DEFAULT_UPLOAD_SOURCE)
+            rows += normalized.rows_received
+            good += normalized.events.height
+            quarantined += normalized.quarantine.height
+            del normalized
+    polars = m.figure
+    polars.events = rows
+    polars.note = f"{good:,} typed events (Decimal(38,9) quantity), {quarantined} quarantined with reasons"
+
+    import pandas  # noqa: F401  (import time is not what we compare)
+
+    with measure("pandas script") as m:
+        rows, good, bad = _pandas_script(paths)
+    pandas_fig = m.figure
+    pandas_fig.events = rows
+    pandas_fig.note = f"{good:,} rows kept (float64 quantity), {bad} dropped as invalid"
+    if polars.rate and pandas_fig.rate:
+        ratio = polars.rate / pandas_fig.rate
+        polars.note += f"; {ratio:.2f}x pandas"
+    return [polars, pandas_fig]
+
+
+def _pandas_script(paths: list[Path]) -> tuple[int, int, int]:
+    """What a typical pandas cleaning script does with these files, one file at a time."""
+    import pandas as pd
+
+    rows = good = bad = 0
+    for path in paths:
+        df = pd.read_csv(path, dtype=str)
+        rows += len(df)
+        df["quantity"] = pd.to_numeric(df["quantity"], errors="coerce")
+        df["occurred_at"] = pd.to_datetime(df["occurred_at"], utc=True, errors="coerce")
+        invalid = df["quantity"].isna() | (df["quantity"] < 0) | df["occurred_at"].isna()
+        for column in ("event_id", "customer_id", "product_id"):
+            invalid |= df[column].isna()
+        bad += int(invalid.sum())
+        df = df[~invalid].drop_duplicates(subset=["event_id"])
+        good += len(df)
+        del df
+    return rows, good, bad
+
+
+# --------------------------------------------------------------------------------------------------
+# report
+
+
+def report(result: Result, events: int, elapsed: float) -> None:
+    stages = result.stages
+    total = Figure(
+        "end to end (sum)",
+        sum(f.seconds for f in stages),
+        next((f.events for f in stages if f.name == "normalize"), None),
+        stages[0].start_kib if stages else None,
+        max((f.peak_kib for f in stages if f.peak_kib is not None), default=None),
+        "events/s = rows received / total wall; peak = highest stage peak",
+    )
+    console.print()
+    console.print(_table("Demo data (not a pipeline stage)", [result.generate]))
+    console.print(_table(f"Pipeline stages, {events:,} events requested", stages, total))
+    console.print(_table(f"CSV only: parse + type {result.csv_files} CSV files, "
+                         f"{result.csv_bytes / 1e6:,.0f} MB (no warehouse writes)", result.csv))
+    console.print("[dim]polars rules = normalize.rules.read_rows + normalize_frame per file (what the normalize "
+                  "stage runs before its DuckDB writes); pandas script = read_csv(dtype=str), to_numeric, "
+                  "to_datetime(utc=True), drop invalid rows, drop_duplicates(subset=['event_id']) per file[/dim]")
+    polars, pandas_fig = (result.csv + [None, None])[:2]
+    if polars and pandas_fig and polars.rate and pandas_fig.rate:
+        console.print(f"polars normalize / pandas, events per second on the CSV files: "
+                      f"[bold]{polars.rate / pandas_fig.rate:.2f}x[/bold]")
+    for note in result.notes:
+        console.print(f"[dim]{note}[/dim]")
+    import duckdb
+    import pandas
+    import polars as pl
+
+    console.print(f"[dim]peak RSS: {PeakRss.method()}; machine: {os.cpu_count()} CPUs, "
+                  f"{platform.machine()}, Python {platform.python_version()}, polars {pl.__version__}, "
+                  f"duckdb {duckdb.__version__}, pandas {pandas.__version__}; load average {_load()}; "
+                  f"benchmark ran {elapsed:,.0f} s[/dim]")
+
+
+def _load() -> str:
+    """1-minute load average: other processes on the machine skew every figure."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events to generate (default 1,000,000)")
+    parser.add_argument("--customers", type=int, default=240, help="customers in the demo catalog (default 240)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print where it is")
+    args = parser.parse_args(argv)
+    if args.events < 1000:
+        parser.error("--events must be at least 1000 (the planted defects need a few rows per file)")
+    if args.customers < 20:
+        parser.error("--customers must be at least 20")
+
+    home = Path(tempfile.mkdtemp(prefix="billing-bench-"))
+    started = time.perf_counter()
+    console.print(f"benchmark: {args.events:,} events, {args.customers} customers, in {home}")
+    console.print(f"[dim]peak RSS measured as {PeakRss.method()}; load average {_load()}[/dim]")
+    try:
+        result = run_pipeline(home, args.events, args.customers)
+        report(result, args.events, time.perf_counter() - started)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]")
+        return 130
+    finally:
+        if args.keep:
+            console.print(f"kept the benchmark folder: {home} (warehouse: {home / 'warehouse.duckdb'})")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
