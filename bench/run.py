@@ -325,7 +325,9 @@ def run_pipeline(home: Path, events: int, customers: int) -> Result:
     with measure("check", events=in_month) as m:
         outcomes = runner.check(settings, warehouse, period)
     passed = sum(1 for o in outcomes if o.passed)
-    m.figure.note = f"{passed} passed, {len(outcomes) - passed} failed (failures are planted defects)"
+    failed = [o.name for o in outcomes if not o.passed]
+    m.figure.note = (f"{len(outcomes)} checks, {passed} passed"
+                     + (f"; failed: {', '.join(failed)} (see below)" if failed else ""))
     stages.append(m.figure)
     for outcome in outcomes:
         if not outcome.passed:
