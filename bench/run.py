@@ -253,7 +253,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
 
 
-def run_pipeline(home: Path, events: int, customers: int) -> Result:
+def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3) -> Result:
     from billing import runner
     from billing.config import load_settings
     from billing.demo import generate_demo
@@ -336,7 +336,7 @@ def run_pipeline(home: Path, events: int, customers: int) -> Result:
     csv_paths = [item.landing_path for item in landed if item.is_new and item.original_name.endswith(".csv")]
     result.csv_files = len(csv_paths)
     result.csv_bytes = sum(p.stat().st_size for p in csv_paths)
-    result.csv = compare_csv(csv_paths)
+    result.csv = compare_csv(csv_paths, repeat)
     result.notes.insert(0, f"events in {period.key} (UTC, raw.events) used for rate/check: {in_month:,}; "
                            f"rows received by normalize: {received:,}")
     return result
@@ -346,36 +346,48 @@ def run_pipeline(home: Path, events: int, customers: int) -> Result:
 # CSV only: Polars rules vs a typical pandas script
 
 
-def compare_csv(paths: list[Path]) -> list[Figure]:
-    from collectors.sources import DEFAULT_UPLOAD_SOURCE
-    from normalize.rules import normalize_frame, read_rows
-
-    with measure("polars rules") as m:
-        rows = good = quarantined = 0
-        for path in paths:
-            normalized = normalize_frame(read_rows(path, DEFAULT_UPLOAD_SOURCE), DEFAULT_UPLOAD_SOURCE)
-            rows += normalized.rows_received
-            good += normalized.events.height
-            quarantined += normalized.quarantine.height
-            del normalized
-    polars = m.figure
-    polars.events = rows
-    polars.note = f"{good:,} typed events (Decimal(38,9) quantity), {quarantined} quarantined with reasons"
-
+def compare_csv(paths: list[Path], repeat: int = 3) -> list[Figure]:
+    """Best of `repeat` rounds (each: Polars, then pandas), so a busy neighbour skews the ratio less."""
     import pandas  # noqa: F401  (import time is not what we compare)
 
-    with measure("pandas script") as m:
-        rows, good, bad = _pandas_script(paths)
-    pandas_fig = m.figure
-    pandas_fig.events = rows
-    pandas_fig.note = f"{good:,} rows kept (float64 quantity), {bad} dropped as invalid"
-    if polars.rate and pandas_fig.rate:
-        ratio = polars.rate / pandas_fig.rate
-        polars.note += f"; {ratio:.2f}x pandas"
+    best: dict[str, Figure] = {}
+    peak: dict[str, tuple[int, int | None]] = {}  # highest peak of all rounds, with that round's start
+    notes: dict[str, str] = {}
+    for _ in range(max(1, repeat)):
+        for name, script in (("polars rules", _polars_rules), ("pandas script", _pandas_script)):
+            with measure(name) as m:
+                rows, notes[name] = script(paths)
+            m.figure.events = rows
+            if name not in best or m.figure.seconds < best[name].seconds:
+                best[name] = m.figure
+            if m.figure.peak_kib is not None and m.figure.peak_kib > peak.get(name, (0, None))[0]:
+                peak[name] = (m.figure.peak_kib, m.figure.start_kib)
+    for name, fig in best.items():  # the fastest round's time, the highest round's memory
+        if name in peak:
+            fig.peak_kib, fig.start_kib = peak[name]
+    polars, pandas_fig = best["polars rules"], best["pandas script"]
+    rounds = f"best of {max(1, repeat)}; " if repeat > 1 else ""
+    polars.note = rounds + notes["polars rules"]
+    pandas_fig.note = rounds + notes["pandas script"]
     return [polars, pandas_fig]
 
 
-def _pandas_script(paths: list[Path]) -> tuple[int, int, int]:
+def _polars_rules(paths: list[Path]) -> tuple[int, str]:
+    """Our normalization rules, file by file, as the normalize stage runs them (no warehouse)."""
+    from collectors.sources import DEFAULT_UPLOAD_SOURCE
+    from normalize.rules import normalize_frame, read_rows
+
+    rows = good = quarantined = 0
+    for path in paths:
+        normalized = normalize_frame(read_rows(path, DEFAULT_UPLOAD_SOURCE), DEFAULT_UPLOAD_SOURCE)
+        rows += normalized.rows_received
+        good += normalized.events.height
+        quarantined += normalized.quarantine.height
+        del normalized
+    return rows, f"{good:,} typed events (Decimal(38,9) quantity), {quarantined} quarantined with reasons"
+
+
+def _pandas_script(paths: list[Path]) -> tuple[int, str]:
     """What a typical pandas cleaning script does with these files, one file at a time."""
     import pandas as pd
 
@@ -392,7 +404,7 @@ def _pandas_script(paths: list[Path]) -> tuple[int, int, int]:
         df = df[~invalid].drop_duplicates(subset=["event_id"])
         good += len(df)
         del df
-    return rows, good, bad
+    return rows, f"{good:,} rows kept (float64 quantity), {bad} dropped as invalid"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -446,6 +458,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="events to generate (default 1,000,000)")
     parser.add_argument("--customers", type=int, default=240, help="customers in the demo catalog (default 240)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print where it is")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the CSV-only Polars/pandas comparison; the best of each is shown (default 3)")
     args = parser.parse_args(argv)
     if args.events < 1000:
         parser.error("--events must be at least 1000 (the planted defects need a few rows per file)")
@@ -457,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"benchmark: {args.events:,} events, {args.customers} customers, in {home}")
     console.print(f"[dim]peak RSS measured as {PeakRss.method()}; load average {_load()}[/dim]")
     try:
-        result = run_pipeline(home, args.events, args.customers)
+        result = run_pipeline(home, args.events, args.customers, args.repeat)
         report(result, args.events, time.perf_counter() - started)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")
