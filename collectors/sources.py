@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,7 +23,7 @@ from .retry import RetryPolicy
 
 EVENT_FIELDS = ("event_id", "customer_id", "product_id", "quantity", "occurred_at")
 KINDS = ("upload", "sftp", "api")
-FORMATS = ("auto", "csv", "jsonl")
+FORMATS = ("auto", "csv", "jsonl", "parquet")
 PAGINATION_STYLES = ("cursor", "page", "link", "none")
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart")
 
@@ -98,11 +99,17 @@ Connection = SftpSettings | ApiSettings | UploadSettings
 class SourceConfig:
     name: str
     kind: str = "upload"  # upload | sftp | api
-    format: str = "auto"  # auto (by file suffix) | csv | jsonl
+    format: str = "auto"  # auto (by file suffix) | csv | jsonl | parquet; .gz and .zip are expanded first
     delimiter: str = ","
     timezone: str | None = None  # zone of naive timestamps; None = naive timestamps are refused
     columns: dict[str, str] = field(default_factory=lambda: {f: f for f in EVENT_FIELDS})
     connection: Connection | None = None
+    header: bool = True  # CSV: first line names the columns (else columns are column_1, column_2, ...)
+    skip_rows: int = 0  # CSV: lines to skip before the header (banners, report titles)
+    quote_char: str | None = '"'  # CSV: None = no quoting
+    encoding: str = "utf-8"  # text files are read in this encoding
+    quantity_scale: Decimal = Decimal(1)  # quantities are multiplied by this (bytes -> GB: "0.000000001")
+    derive_event_id: bool = False  # the source has no event ids: derive one from the row (docs/sources.md)
 
     def column(self, event_field: str) -> str:
         return self.columns.get(event_field, event_field)
@@ -278,6 +285,26 @@ def _parse_source(entry: Any, index: int, base_dir: Path, origin: str) -> Source
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise top.fail("timezone", f"{timezone!r} is not an IANA time zone (e.g. UTC, Europe/Berlin)") from None
+    header = top.get("header", bool, True)
+    skip_rows = top.count("skip_rows", 0, minimum=0)
+    top.used.add("quote_char")
+    quote_char = top.data.get("quote_char", '"')
+    quote_char = None if quote_char is False else quote_char
+    if quote_char is not None and (not isinstance(quote_char, str) or len(quote_char) != 1):
+        raise top.fail("quote_char", f"must be a single character (or false for none), got {quote_char!r}")
+    encoding = top.get("encoding", str, "utf-8")
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise top.fail("encoding", f"{encoding!r} is not a text encoding Python knows (e.g. utf-8, latin-1)") from None
+    scale_text = top.get("quantity_scale", (str, int), 1)
+    try:
+        quantity_scale = Decimal(str(scale_text))
+    except InvalidOperation:
+        raise top.fail("quantity_scale", f"must be a decimal number such as \"0.000000001\", got {scale_text!r}") from None
+    if not quantity_scale.is_finite() or quantity_scale <= 0:
+        raise top.fail("quantity_scale", f"must be above 0, got {scale_text!r}")
+    derive_event_id = top.get("derive_event_id", bool, False)
     columns = {f: f for f in EVENT_FIELDS}
     for event_field, column in top.str_map("columns").items():
         if event_field not in EVENT_FIELDS:
@@ -292,7 +319,9 @@ def _parse_source(entry: Any, index: int, base_dir: Path, origin: str) -> Source
     conn.done()
     top.done()
     return SourceConfig(name=name, kind=kind, format=fmt, delimiter=delimiter, timezone=timezone,
-                        columns=columns, connection=connection)
+                        columns=columns, connection=connection, header=header, skip_rows=skip_rows,
+                        quote_char=quote_char, encoding=encoding, quantity_scale=quantity_scale,
+                        derive_event_id=derive_event_id)
 
 
 def _retry(conn: _Section) -> RetryPolicy:

@@ -81,5 +81,5 @@ def test_non_utf8_file_is_rejected(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("event_id,customer_id,product_id,quantity,occurred_at\ne1,Café,A,1,2026-10-01T00:00:00Z\n"
                      .encode("latin-1"))
-    with pytest.raises(FileRejected, match="not UTF-8"):
+    with pytest.raises(FileRejected, match="not utf-8 text"):
         read_rows(path, SourceConfig("s"))
