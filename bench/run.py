@@ -146,6 +146,7 @@ class PeakRss:
 class Figure:
     name: str
     seconds: float
+    cpu_seconds: float  # user + system time of this process, all threads: less skewed by busy neighbours
     events: int | None  # what events/s is computed from; None = not an event-driven step
     start_kib: int | None
     peak_kib: int | None
@@ -170,10 +171,10 @@ def measure(name: str, events: int | None = None) -> Iterator[Measured]:
     out = Measured()
     console.print(f"[dim]… {name}[/dim]")
     with PeakRss() as rss:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         yield out
-        seconds = time.perf_counter() - started
-    out.figure = Figure(name, seconds, events, rss.start_kib, rss.peak_kib)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    out.figure = Figure(name, seconds, cpu, events, rss.start_kib, rss.peak_kib)
 
 
 def _mib(kib: int | None) -> str:
@@ -192,6 +193,7 @@ def _table(title: str, figures: list[Figure], total: Figure | None = None) -> Ta
     table = Table(title=title, title_justify="left")
     table.add_column("stage")
     table.add_column("wall s", justify="right")
+    table.add_column("CPU s", justify="right")
     table.add_column("events", justify="right")
     table.add_column("events/s", justify="right")
     table.add_column("peak RSS MiB", justify="right")
@@ -199,9 +201,9 @@ def _table(title: str, figures: list[Figure], total: Figure | None = None) -> Ta
     table.add_column("notes")
     rows = list(figures) + ([total] if total else [])
     for i, f in enumerate(rows):
-        delta = None if f.peak_kib is None or f.start_kib is None else f.peak_kib - f.start_kib
+        delta = None if f.peak_kib is None or f.start_kib is None else max(0, f.peak_kib - f.start_kib)
         style = "bold" if total is not None and i == len(rows) - 1 else None
-        table.add_row(f.name, _secs(f.seconds), "—" if f.events is None else f"{f.events:,}",
+        table.add_row(f.name, _secs(f.seconds), _secs(f.cpu_seconds), "—" if f.events is None else f"{f.events:,}",
                       _per_second(f.rate), _mib(f.peak_kib), _mib(delta), f.note, style=style,
                       end_section=total is not None and i == len(rows) - 2)
     return table
@@ -416,6 +418,7 @@ def report(result: Result, events: int, elapsed: float) -> None:
     total = Figure(
         "end to end (sum)",
         sum(f.seconds for f in stages),
+        sum(f.cpu_seconds for f in stages),
         next((f.events for f in stages if f.name == "normalize"), None),
         stages[0].start_kib if stages else None,
         max((f.peak_kib for f in stages if f.peak_kib is not None), default=None),
