@@ -1,0 +1,100 @@
+"""Lineage: every usage line of the reference month traced to the files and rows it came from.
+
+The month is billed with `billing run`; marts.fct_invoice_line_sources must name, per line, each
+source file (by sha256 and manifest) with the events and rows that contributed. The Globex file
+is then delivered again through another collector and the month re-run: it still appears once.
+"""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from billing.cli import main
+from billing.config import load_settings
+from collectors.landing import land_file
+
+from support import REFERENCE, drop_reference_usage
+
+D = Decimal
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("lineage") / "billing"
+        (home / "inbox").mkdir(parents=True)
+        mp.setenv("BILLING_HOME", str(home))
+        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
+        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
+                    "BILLING_SOURCES"):
+            mp.delenv(var, raising=False)
+        drop_reference_usage(home / "inbox")
+        assert main(["run", "--month", "2026-10"]) == 0
+        yield home
+
+
+def query(home, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def sources_of(home, account: str, product: str) -> list[tuple]:
+    return query(home, """
+        select s.original_name, s.collector, s.event_count, s.quantity, s.first_row_number, s.last_row_number
+        from marts.fct_invoice_line_sources s
+        join marts.fct_invoice_lines l on l.line_id = s.line_id and l.period = s.period
+        where s.period = '2026-10' and l.billing_account_id = ? and l.product_id = ?
+        order by s.original_name, s.first_row_number""", [account, product])
+
+
+def test_c1_api_calls_line_names_its_files_and_rows(billed):
+    # c1-api-1, c1-api-2 and C6's c6-api-1 (billed to its parent) come from october-main.csv
+    # rows 1-9; c1-api-dup was first loaded from october-late.jsonl (row 1), and its repeat in
+    # october-main.csv went to raw.duplicates, so it is not counted twice.
+    assert sources_of(billed, "C1", "API_CALLS") == [
+        ("october-late.jsonl", "upload", 1, D("7"), 1, 1),
+        ("october-main.csv", "upload", 3, D("1244560"), 1, 9),
+    ]
+
+
+def test_every_sum_line_is_fully_traced(billed):
+    # For sum meters, the files' quantities add up to the line's quantity and event count.
+    rows = query(billed, """
+        select l.line_id, l.quantity, l.event_count, sum(s.quantity), sum(s.event_count)
+        from marts.fct_invoice_lines l
+        join marts.fct_invoice_line_sources s on s.line_id = l.line_id and s.period = l.period
+        where l.period = '2026-10' and l.product_id in ('API_CALLS', 'SMS', 'BANDWIDTH_GB')
+        group by l.line_id, l.quantity, l.event_count""")
+    assert len(rows) == 7
+    for line_id, quantity, events, traced_quantity, traced_events in rows:
+        assert (quantity, events) == (traced_quantity, traced_events), line_id
+
+
+def test_sha256_and_manifest_come_with_each_file(billed):
+    rows = query(billed, """
+        select distinct s.file_id, s.source, s.original_name, s.received_at, f.received_at, f.original_name
+        from marts.fct_invoice_line_sources s join raw.landed_files f on f.file_id = s.file_id""")
+    assert len(rows) == 3
+    for file_id, _source, name, received, manifest_received, manifest_name in rows:
+        assert len(file_id) == 64 and (name, received) == (manifest_name, manifest_received)
+
+
+def test_file_delivered_twice_appears_once(billed):
+    settings = load_settings()
+    again = settings.home / "resent.csv"
+    shutil.copy(REFERENCE / "usage" / "globex-october.csv", again)
+    landed = land_file(settings.warehouse(), settings.landing, again, source="sftp-drop", collector="sftp",
+                       original_name="GLOBEX_OCT_RESEND.csv")
+    assert not landed.is_new
+    before = query(billed, "select * from marts.fct_invoice_line_sources order by line_id, file_id")
+    assert main(["run", "--month", "2026-10"]) == 0
+    assert query(billed, "select * from marts.fct_invoice_line_sources order by line_id, file_id") == before
+    assert sources_of(billed, "C2", "API_CALLS") == [("globex-october.csv", "upload", 2, D("1500000"), 1, 2)]
+    assert sources_of(billed, "C2", "BANDWIDTH_GB") == [("globex-october.csv", "upload", 2, D("1000"), 3, 4)]
