@@ -37,7 +37,7 @@ INVOICE_TABLES = ("fct_invoices", "fct_invoice_lines", "fct_invoice_line_tiers",
 LOCK_KEY = 0x62696C6C  # pg_advisory_lock key: one run of this test at a time per database
 
 # The specification, per billing account: (currency, total, status, finalizable) and its lines as
-# (product, quantity, amount, rate level, segment start, segment end).
+# (product, quantity, amount, rate level); C3's price change also fixes its lines' segments.
 EXPECTED_INVOICES = {
     "C1": ("USD", D("2527.63"), "draft", True),
     "C2": ("USD", D("1000.00"), "draft", True),
