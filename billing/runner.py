@@ -6,12 +6,15 @@ Stages: prepare -> catalog -> collect -> normalize -> rate (dbt) -> check.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from catalog.load import load_catalog
 from catalog.write import write_catalog
+from collectors.api import collect_api
 from collectors.landing import Landed
+from collectors.sftp import collect_sftp
+from collectors.sources import SourceConfig, SourceConfigError, UploadSettings, load_sources
 from collectors.upload import collect_inbox
 from normalize.load import FileLoad, load_pending
 from warehouse.store import Warehouse
@@ -34,13 +37,62 @@ def load_catalog_stage(settings: Settings, warehouse: Warehouse) -> dict[str, in
     return write_catalog(warehouse, load_catalog(settings.catalog))
 
 
-def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None = None) -> list[Landed]:
-    """Land every file waiting in the upload inbox (other collectors: see collectors/)."""
-    landed = []
-    for item in collect_inbox(warehouse, settings.inbox, settings.landing):
-        landed.append(item)
+def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None = None,
+            only: Iterable[str] | None = None) -> list[Landed]:
+    """Land what is waiting at every source: the upload inbox, then each configured source by kind.
+
+    The source `upload` collects the config's `inbox` (and its own `connection.inbox`, if the sources
+    file gives it one); other upload sources collect their `connection.inbox`, sftp sources poll
+    their server, api sources fetch from their checkpoint. `only` limits the run to the named sources
+    (Dagster collects one source per asset). A source that fails is reported and the others still
+    run; then one error lists every failed source, so a run never bills with a source missing.
+    """
+    sources = load_sources(settings.sources)
+    wanted = list(sources) if only is None else list(only)
+    unknown = [name for name in wanted if name not in sources]
+    if unknown:
+        where = settings.sources or "the sources file (none configured)"
+        raise SourceConfigError(f"unknown source(s) {', '.join(unknown)}; not defined in {where}")
+
+    def say(message: str) -> None:
         if progress:
-            progress(f"landed {item.original_name}{'' if item.is_new else ' (already received)'}")
+            progress(message)
+
+    def collect_one(source: SourceConfig) -> list[Landed]:
+        if source.kind == "sftp":
+            return collect_sftp(warehouse, settings.landing, source)
+        if source.kind == "api":
+            return collect_api(warehouse, settings.landing, source)
+        inboxes = [settings.inbox] if source.name == "upload" else []
+        own = source.connection.inbox if isinstance(source.connection, UploadSettings) else None
+        if own is not None and own not in inboxes:
+            inboxes.append(own)
+        if not inboxes:
+            say(f"source {source.name}: no connection.inbox of its own; nothing to collect")
+        return [item for inbox in inboxes
+                for item in collect_inbox(warehouse, inbox, settings.landing, source=source.name)]
+
+    landed: list[Landed] = []
+    failed: list[tuple[str, str]] = []
+    for name in wanted:
+        source = sources[name]
+        say(f"source {name} ({source.kind}): collecting")
+        try:
+            items = collect_one(source)
+        except Exception as exc:  # one source down must not hide what the others delivered
+            failed.append((name, f"{type(exc).__name__}: {exc}"))
+            say(f"source {name} ({source.kind}): FAILED: {exc}")
+            continue
+        for item in items:
+            say(f"landed {item.original_name} from {name}{'' if item.is_new else ' (already received)'}")
+        say(f"source {name} ({source.kind}): {len(items)} file(s), {sum(i.is_new for i in items)} new")
+        landed.extend(items)
+    if failed:
+        lines = "\n".join(f"  - {name}: {error}" for name, error in failed)
+        raise RuntimeError(
+            f"collection failed for {len(failed)} of {len(wanted)} source(s); what the other sources "
+            f"delivered is landed, but billing with these sources missing would under-bill. Fix them and "
+            f"run again (landing is content-addressed, nothing loads twice):\n{lines}")
     return landed
 
 

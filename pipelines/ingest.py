@@ -1,18 +1,73 @@
 """Collection, normalization and the catalog as Dagster assets (the logic lives outside Dagster).
 
 Asset keys are the raw tables they write (`raw/<table>`), which are also the dbt sources, so the
-graph runs connected from an inbox file to an invoice line.
+graph runs connected from an inbox file to an invoice line. Each source configured in the sources
+file (docs/sources.md) is an asset `sources/<name>` upstream of `raw/landed_files`, so lineage shows
+which source fed the events; the default upload inbox is collected by `raw/landed_files` itself.
 """
+
+from collections.abc import Iterable
 
 import dagster as dg
 
 from billing import runner
 from billing.config import load_settings
+from collectors.sources import SftpSettings, SourceConfig, load_sources
 from warehouse.schema import CATALOG_TABLES
+
+DEFAULT_SOURCE = "upload"  # the always-present upload source: the config's inbox, collected by raw/landed_files
+EVENT_TABLES = ("events", "quarantine", "duplicates")
 
 
 def raw(table: str) -> dg.AssetKey:
     return dg.AssetKey(["raw", table])
+
+
+def source_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["sources", name])
+
+
+def configured_sources(sources_file=None) -> dict[str, SourceConfig]:
+    """The sources file's sources, except the default `upload` one; empty when there is no file."""
+    if sources_file is None:
+        return {}
+    return {name: source for name, source in load_sources(sources_file).items() if name != DEFAULT_SOURCE}
+
+
+def describe_source(source: SourceConfig) -> str:
+    """What the UI shows for a source asset: where it collects from."""
+    conn = source.connection
+    if isinstance(conn, SftpSettings):
+        where = (f"SFTP {conn.username}@{conn.host}:{conn.port}, folder {conn.remote_dir}, "
+                 f"files matching {conn.pattern}")
+    elif source.kind == "api":
+        where = f"HTTP API {conn.url} (pagination: {conn.pagination.style}), from its checkpoint"
+    else:
+        inbox = getattr(conn, "inbox", None)
+        where = f"the upload folder {inbox}" if inbox else "no folder of its own (connection.inbox not set)"
+    return (f"Source '{source.name}' ({source.kind}, format {source.format}"
+            f"{', naive times in ' + source.timezone if source.timezone else ''}): collects {where} into the "
+            "content-addressed landing zone and the manifest.")
+
+
+def build_source_asset(source: SourceConfig) -> dg.AssetsDefinition:
+    """One configured source as an asset that lands what it has waiting (one poll of one collector)."""
+    name = source.name
+
+    @dg.asset(key=source_key(name), group_name="sources", kinds={"python", source.kind},
+              description=describe_source(source))
+    def _collect(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        settings = load_settings()
+        landed = runner.collect(settings, runner.prepare(settings), context.log.info, only=[name])
+        return dg.MaterializeResult(metadata={
+            "source": name,
+            "collector": source.kind,
+            "files_received": len(landed),
+            "new_files": sum(1 for item in landed if item.is_new),
+            "landing_zone": str(settings.landing),
+        })
+
+    return _collect
 
 
 @dg.multi_asset(
@@ -29,16 +84,29 @@ def catalog(context: dg.AssetExecutionContext):
                                    metadata={"rows": rows, "catalog_file": str(settings.catalog)})
 
 
-@dg.asset(key=raw("landed_files"), group_name="ingest", kinds={"python"})
-def landed_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    """Files from the upload inbox, kept as received in the content-addressed landing zone, with the manifest."""
-    settings = load_settings()
-    landed = runner.collect(settings, runner.prepare(settings), context.log.info)
-    return dg.MaterializeResult(metadata={
-        "files_received": len(landed),
-        "new_files": sum(1 for item in landed if item.is_new),
-        "landing_zone": str(settings.landing),
-    })
+def build_landed_files(source_names: Iterable[str] = ()) -> dg.AssetsDefinition:
+    """The manifest asset, downstream of every configured source's asset."""
+
+    @dg.asset(key=raw("landed_files"), group_name="ingest", kinds={"python"},
+              deps=[source_key(name) for name in source_names])
+    def landed_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """Every file received, kept as received in the content-addressed landing zone, with the manifest.
+
+        Collects the upload inbox here; each configured source lands its files through its own
+        `sources/<name>` asset upstream.
+        """
+        settings = load_settings()
+        landed = runner.collect(settings, runner.prepare(settings), context.log.info, only=[DEFAULT_SOURCE])
+        return dg.MaterializeResult(metadata={
+            "files_received": len(landed),
+            "new_files": sum(1 for item in landed if item.is_new),
+            "landing_zone": str(settings.landing),
+        })
+
+    return landed_files
+
+
+landed_files = build_landed_files()
 
 
 @dg.multi_asset(

@@ -29,3 +29,42 @@ def test_definitions_load_with_the_billing_graph():
     fct = graph.get(dg.AssetKey(["marts", "fct_invoices"]))
     assert isinstance(fct.partitions_def, dg.MonthlyPartitionsDefinition)
     assert fct.description  # descriptions are what people read in the UI
+
+
+
+def test_definitions_have_sensors_and_without_a_sources_file_the_graph_is_the_inbox(billing_env):
+    from billing.config import load_settings
+    from pipelines.definitions import build_defs, defs
+
+    sensor = defs.resolve_sensor_def("upload_inbox_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # switched on deliberately
+    assert sensor.job_name == "collect_sources"
+
+    bare = build_defs(load_settings())  # billing_env: no sources file
+    assert not any(key.path[0] == "sources" for key in bare.resolve_asset_graph().get_all_asset_keys())
+    assert [sensor.name for sensor in bare.sensors] == ["upload_inbox_sensor"]
+
+
+def test_configured_sources_are_assets_upstream_of_the_manifest_each_with_a_sensor(billing_env, monkeypatch):
+    from billing.config import load_settings
+    from pipelines.definitions import build_defs
+
+    from support import ROOT
+
+    monkeypatch.setenv("BILLING_SOURCES", str(ROOT / "examples" / "sources.yaml"))
+    defs = build_defs(load_settings())
+
+    graph = defs.resolve_asset_graph()
+    names = ["acme-sftp", "initech-sftp", "globex-api", "umbrella-api", "hooli-api", "partner-uploads"]
+    manifest_parents = graph.get(dg.AssetKey(["raw", "landed_files"])).parent_keys
+    for name in names:
+        node = graph.get(dg.AssetKey(["sources", name]))
+        assert node.group_name == "sources" and node.description
+        assert node.key in manifest_parents  # lineage: which source fed the events
+    assert "sftp" in graph.get(dg.AssetKey(["sources", "acme-sftp"])).kinds
+    assert "api" in graph.get(dg.AssetKey(["sources", "globex-api"])).kinds
+
+    sensors = {sensor.name for sensor in defs.sensors}
+    assert sensors == {"upload_inbox_sensor", "acme_sftp_sensor", "initech_sftp_sensor", "globex_api_sensor",
+                       "umbrella_api_sensor", "hooli_api_sensor", "partner_uploads_sensor"}
+    assert defs.resolve_job_def("billing_month").partitions_def is not None
