@@ -3,6 +3,7 @@
     billing run --month 2026-10        collect, normalize, load the catalog, rate, check
     billing upload FILE [--source S]   drop a file into the upload inbox (landed on the next run)
     billing demo [--events N]          generate the demo dataset and bill its last month
+    billing explain LINE_ID [--events] why a line's amount is what it is: rate, tiers, usage, files
 
 Where the catalog, the inbox and the warehouse are: billing.yaml or the environment (docs/config.md).
 """
@@ -118,6 +119,19 @@ def demo(settings: Settings, events: int, customers: int) -> int:
     return run_month(settings, summary.months[-1])
 
 
+def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:
+    from .explain import explain_line, render
+
+    with settings.warehouse().transaction() as tx:
+        found = explain_line(tx, line_id, events=limit if events else None)
+    if found is None:
+        console.print(f"[red]no invoice line {line_id}[/red] (line ids: marts.fct_invoice_lines.line_id)")
+        return 1
+    for text in render(found):
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="billing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="billing.yaml to use (default: $BILLING_CONFIG or ./billing.yaml)")
@@ -130,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     demo_p = sub.add_parser("demo", help="generate the demo dataset under $BILLING_HOME and bill its last month")
     demo_p.add_argument("--events", type=int, default=60_000)
     demo_p.add_argument("--customers", type=int, default=240)
+    ex_p = sub.add_parser("explain", help="trace one invoice line to its rate, tiers, usage and source files")
+    ex_p.add_argument("line_id", help="marts.fct_invoice_lines.line_id")
+    ex_p.add_argument("--events", action="store_true", help="also list the line's event ids")
+    ex_p.add_argument("--limit", type=int, default=20, help="at most this many event ids (default 20)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -137,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_month(settings, args.month)
         if args.command == "upload":
             return upload(settings, args.file, args.source)
+        if args.command == "explain":
+            return explain(settings, args.line_id, args.events, args.limit)
         return demo(settings, args.events, args.customers)
     except Exception as exc:  # a clear one-line error for people; tracebacks with BILLING_DEBUG=1
         import os

@@ -5,6 +5,7 @@ import dagster as dg
 from billing.config import load_settings
 from catalog.load import load_catalog
 from quality import checks as q
+from quality.findings import write_findings
 
 from .partitions import period_of
 
@@ -27,8 +28,12 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         period = period_of(context.run.tags.get("dagster/partition") or "")
         settings = load_settings()
-        with settings.warehouse().transaction() as tx:
-            return _result(check_fn(tx, period, load_catalog(settings.catalog)))
+        warehouse = settings.warehouse()
+        with warehouse.transaction() as tx:
+            outcome = check_fn(tx, period, load_catalog(settings.catalog))
+        # Every finding also lands in marts.quality_findings, replacing this check's rows for the period.
+        write_findings(warehouse, [outcome], period.key, context.run.run_id)
+        return _result(outcome)
 
     return _check
 

@@ -6,8 +6,10 @@ Dagster wraps them as asset checks (pipelines/checks.py); `billing run` prints t
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 
 import polars as pl
 
@@ -15,6 +17,7 @@ from billing.periods import Period
 from catalog.model import Catalog
 from warehouse.store import Tx, Warehouse
 
+from .findings import write_findings
 from .rerate import rerate
 
 MARTS = "marts"
@@ -114,9 +117,152 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     return CheckOutcome("misrated_lines", not rows, True, summary, rows)
 
 
-CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines)
+def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
+    """Nothing lost: per file, rows received = events + quarantined + duplicates; per billing account
+    and product (sum meters), units in the period's valid events = units invoiced + units reported unrated."""
+    files = _rows(tx, """
+        WITH counted AS (
+            SELECT file_id, COUNT(*) AS n, 'events' AS kind FROM raw.events GROUP BY file_id
+            UNION ALL
+            SELECT file_id, COUNT(*), 'quarantined' FROM raw.quarantine GROUP BY file_id
+            UNION ALL
+            SELECT file_id, COUNT(*), 'duplicates' FROM raw.duplicates GROUP BY file_id
+        ),
+        per_file AS (
+            SELECT f.file_id, f.source, f.original_name, f.rows_received,
+                   COALESCE(SUM(CASE WHEN c.kind = 'events' THEN c.n END), 0) AS events,
+                   COALESCE(SUM(CASE WHEN c.kind = 'quarantined' THEN c.n END), 0) AS quarantined,
+                   COALESCE(SUM(CASE WHEN c.kind = 'duplicates' THEN c.n END), 0) AS duplicates
+            FROM raw.landed_files f LEFT JOIN counted c ON c.file_id = f.file_id
+            WHERE f.rows_received IS NOT NULL
+            GROUP BY f.file_id, f.source, f.original_name, f.rows_received
+        )
+        SELECT * FROM per_file WHERE rows_received <> events + quarantined + duplicates
+        ORDER BY source, original_name, file_id""", [])
+    for f in files:
+        f["kind"] = "rows"
+        f["detail"] = (f"file {f['original_name']} ({f['file_id']}, source {f['source']}): {f['rows_received']} rows "
+                       f"received, {f['events']} events + {f['quarantined']} quarantined + {f['duplicates']} "
+                       "duplicates in the warehouse")
+    # Units of sum-metered (or unknown) products: everything on a local day of the period must be
+    # on an invoice line or in the unrated usage report.
+    units = _rows(tx, f"""
+        WITH sum_products AS (
+            SELECT product_id FROM staging.stg_catalog__products WHERE aggregation = 'sum'
+        ),
+        known_products AS (SELECT product_id FROM staging.stg_catalog__products),
+        flows AS (
+            SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id,
+                   e.quantity AS event_units, 0 AS invoiced_units, 0 AS unrated_units
+            FROM raw.events e
+            LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
+            WHERE CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) >= ?
+              AND CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) < ?
+            UNION ALL
+            SELECT billing_account_id, product_id, 0, quantity, 0
+            FROM {MARTS}.fct_invoice_lines WHERE period = ? AND line_type = 'usage'
+            UNION ALL
+            SELECT COALESCE(billing_account_id, customer_id), product_id, 0, 0, quantity
+            FROM {MARTS}.fct_unrated_usage WHERE period = ?
+        )
+        SELECT account_id, product_id, SUM(event_units) AS event_units, SUM(invoiced_units) AS invoiced_units,
+               SUM(unrated_units) AS unrated_units
+        FROM flows
+        WHERE product_id IN (SELECT product_id FROM sum_products)
+           OR product_id NOT IN (SELECT product_id FROM known_products)
+        GROUP BY account_id, product_id
+        HAVING SUM(event_units) <> SUM(invoiced_units) + SUM(unrated_units)
+        ORDER BY account_id, product_id""", [period.start, period.end, period.key, period.key])
+    for u in units:
+        u["kind"] = "units"
+        u["customer_id"] = u["account_id"]
+        u["detail"] = (f"{u['account_id']} {u['product_id']}: {u['event_units']} units in events, "
+                       f"{u['invoiced_units']} invoiced + {u['unrated_units']} reported unrated")
+    rows = files + units
+    parts = []
+    if files:
+        parts.append(f"{len(files)} file(s) with rows unaccounted for: " + ", ".join(
+            f"{f['original_name']} ({f['source']})" for f in files[:10]))
+    if units:
+        parts.append(f"{len(units)} account/product(s) with units unaccounted for: " + ", ".join(
+            f"{u['account_id']} {u['product_id']}" for u in units[:10]))
+    summary = "; ".join(parts) or "every row received and every unit of usage accounted for"
+    return CheckOutcome("conservation", not rows, True, summary, rows)
 
 
-def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None) -> list[CheckOutcome]:
+ANOMALY_FACTOR = Decimal("10")  # default; BILLING_ANOMALY_FACTOR overrides it
+TRAILING_MONTHS = 3
+
+
+def _month_start(day: date, back: int) -> date:
+    """The first day of the month `back` months before `day`'s month."""
+    index = day.year * 12 + day.month - 1 - back
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _plain(value: Decimal) -> str:
+    """1050.000000000 -> 1050, 12.50 -> 12.5."""
+    return f"{value.normalize():f}"
+
+
+def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor: Decimal | None = None) -> CheckOutcome:
+    """Warning: usage far from its own recent months. A billing account's units of a product more than
+    `factor` (default 10, BILLING_ANOMALY_FACTOR) times above or below its average over the 3 trailing
+    months (when it had usage in each of them); an account whose usage of a product stopped (usage in
+    each of the trailing months, none this month); a source that delivered events in a trailing month and none this one.
+    Months are UTC calendar months of the events' occurrence."""
+    if factor is None:
+        factor = Decimal(os.environ.get("BILLING_ANOMALY_FACTOR") or ANOMALY_FACTOR)
+    bounds = [_month_start(period.start, back) for back in range(TRAILING_MONTHS, 0, -1)] + [period.start, period.end]
+    instants = [datetime.combine(day, time(), UTC) for day in bounds]
+    bucket = " ".join(f"WHEN e.occurred_at >= ? AND e.occurred_at < ? THEN {TRAILING_MONTHS - i}"
+                      for i in range(TRAILING_MONTHS + 1))
+    bucket_params = [p for i in range(TRAILING_MONTHS + 1) for p in (instants[i], instants[i + 1])]
+    usage = tx.fetchall(f"""
+        SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id, e.source,
+               CASE {bucket} END AS months_back, SUM(e.quantity) AS units
+        FROM raw.events e
+        LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
+        WHERE e.occurred_at >= ? AND e.occurred_at < ?
+        GROUP BY COALESCE(c.billing_account_id, e.customer_id), e.product_id, e.source, 4""",
+                        [*bucket_params, instants[0], instants[-1]])
+    per_account: dict[tuple[str, str], dict[int, Decimal]] = {}
+    per_source: dict[str, set[int]] = {}
+    for account, product, source, back, units in usage:
+        months = per_account.setdefault((account, product), {})
+        months[back] = months.get(back, Decimal(0)) + units
+        per_source.setdefault(source, set()).add(back)
+    rows = []
+    for (account, product), months in sorted(per_account.items()):
+        current = months.get(0, Decimal(0))
+        trailing = [months.get(back, Decimal(0)) for back in range(1, TRAILING_MONTHS + 1)]
+        average = sum(trailing) / TRAILING_MONTHS
+        base = {"customer_id": account, "product_id": product, "units": _plain(current),
+                "trailing_average": _plain(round(average, 2))}
+        if current == 0 and all(u > 0 for u in trailing):
+            rows.append({**base, "kind": "stopped", "detail": f"{account} {product}: no usage this month, "
+                         f"{_plain(trailing[0])} last month"})
+        elif all(u > 0 for u in trailing) and current > 0 and (current > factor * average
+                                                                or current * factor < average):
+            rows.append({**base, "kind": "jump", "detail": f"{account} {product}: {_plain(current)} units this month, "
+                         f"{current / average:.1f}x its {TRAILING_MONTHS}-month average of {average:.2f}"})
+    for source, months in sorted(per_source.items()):
+        if 0 not in months:
+            rows.append({"kind": "silent_source", "source": source,
+                         "detail": f"source {source} delivered no events for this month (it did in the "
+                                   f"{TRAILING_MONTHS} months before)"})
+    summary = f"no usage more than {factor}x off its recent months" if not rows else (
+        f"{len(rows)} anomal{'y' if len(rows) == 1 else 'ies'}: " + "; ".join(r["detail"] for r in rows[:5]))
+    return CheckOutcome("anomalies", not rows, False, summary, rows)
+
+
+CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conservation, anomalies)
+
+
+def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None,
+               run_id: str | None = None) -> list[CheckOutcome]:
+    """Run every check, then record their findings in marts.quality_findings (quality/findings.py)."""
     with warehouse.transaction() as tx:
-        return [check(tx, period, catalog) for check in CHECKS]
+        outcomes = [check(tx, period, catalog) for check in CHECKS]
+    write_findings(warehouse, outcomes, period.key, run_id)
+    return outcomes

@@ -14,7 +14,7 @@ def test_billing_run_bills_the_reference_month(billing_env, capsys):
     assert main(["run", "--month", "2026-10"]) == 0
     out = capsys.readouterr().out
     assert "Invoices for 2026-10" in out
-    assert "checks: 3 passed, 1 failed" in out
+    assert "checks: 5 passed, 1 failed" in out
     assert "C999" in out  # the unrated usage check names the customer
     assert "SELECT billing_account_id" in out
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))

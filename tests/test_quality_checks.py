@@ -1,0 +1,145 @@
+"""Quality checks on the reference month: conservation of rows and units, and the findings mart.
+
+The month is billed once with `billing run`; tests that plant a fault work on a copy of the
+warehouse file, so each sees the month as billed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from billing.cli import main
+from billing.periods import month_window
+from catalog.load import load_catalog
+from quality import checks as q
+from quality.findings import write_findings
+from warehouse.store import Warehouse
+
+from support import REFERENCE, drop_reference_usage
+
+OCTOBER = month_window("2026-10")
+
+
+@pytest.fixture(scope="module")
+def billed(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("quality") / "billing"
+        (home / "inbox").mkdir(parents=True)
+        mp.setenv("BILLING_HOME", str(home))
+        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
+        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
+                    "BILLING_SOURCES"):
+            mp.delenv(var, raising=False)
+        drop_reference_usage(home / "inbox")
+        assert main(["run", "--month", "2026-10"]) == 0
+        yield home / "warehouse.duckdb"
+
+
+@pytest.fixture
+def copy(billed, tmp_path):
+    """A copy of the billed warehouse that a test may damage."""
+    path = tmp_path / "warehouse.duckdb"
+    query(billed, "checkpoint")  # everything in the file itself, nothing left in its write-ahead log
+    shutil.copy(billed, path)
+    return path
+
+
+def run(path, check):
+    with Warehouse(duckdb_path=path).transaction() as tx:
+        return check(tx, OCTOBER, load_catalog(REFERENCE / "catalog.yaml"))
+
+
+def query(path, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(path))
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def test_conservation_holds_on_the_reference_month(copy):
+    outcome = run(copy, q.conservation)
+    assert outcome.passed and outcome.blocking and outcome.findings == [], outcome.summary
+    assert q.conservation in q.CHECKS
+
+
+def test_conservation_names_a_file_whose_events_were_partly_deleted(copy):
+    [(file_id,)] = query(copy, "select file_id from raw.landed_files where original_name = 'october-main.csv'")
+    # After loading (and rating), C1's 234,560-call event and C4's event vanish from raw.events.
+    query(copy, "delete from raw.events where event_id in ('c1-api-2', 'c4-api-1')")
+    outcome = run(copy, q.conservation)
+    assert not outcome.passed
+    files = [f for f in outcome.findings if f["kind"] == "rows"]
+    assert [(f["file_id"], f["original_name"], f["rows_received"], f["events"]) for f in files] == [
+        (file_id, "october-main.csv", "15", "12")]
+    units = [(f["customer_id"], f["product_id"], f["event_units"], f["invoiced_units"])
+             for f in outcome.findings if f["kind"] == "units"]
+    assert [(a, p) for a, p, *_ in units] == [("C1", "API_CALLS"), ("C4", "API_CALLS")]
+    assert "october-main.csv" in outcome.summary and "C1 API_CALLS" in outcome.summary
+
+
+def test_conservation_names_units_missing_from_the_invoice(copy):
+    query(copy, "delete from marts.fct_invoice_lines where billing_account_id = 'C1' and product_id = 'SMS'")
+    outcome = run(copy, q.conservation)
+    assert [(f["kind"], f["customer_id"], f["product_id"]) for f in outcome.findings] == [("units", "C1", "SMS")]
+
+
+def test_findings_of_the_reference_month_are_in_the_mart(billed):
+    rows = query(billed, "select check_name, severity, period, customer_id, detail from marts.quality_findings "
+                         "order by customer_id")
+    assert [(c, s, p, cust) for c, s, p, cust, _ in rows] == [("unrated_usage", "error", "2026-10", "C4"),
+                                                            ("unrated_usage", "error", "2026-10", "C999")]
+    assert "C999" in rows[1][4]
+
+
+def test_findings_are_replaced_per_check_and_period(copy):
+    warehouse = Warehouse(duckdb_path=copy)
+    outcomes = q.run_checks(warehouse, OCTOBER, load_catalog(REFERENCE / "catalog.yaml"), run_id="second")
+    assert {o.name for o in outcomes} == {fn.__name__ for fn in q.CHECKS}
+    assert query(copy, "select run_id, count(*) from marts.quality_findings group by run_id") == [("second", 2)]
+    # A check that finds something new replaces only its own rows.
+    query(copy, "delete from marts.fct_invoices where billing_account_id = 'C5'")
+    with warehouse.transaction() as tx:
+        missed = q.missed_customers(tx, OCTOBER)
+    write_findings(warehouse, [missed], OCTOBER.key, run_id="third")
+    assert query(copy, "select check_name, customer_id, run_id from marts.quality_findings "
+                       "order by check_name, customer_id") == [
+        ("missed_customers", "C5", "third"), ("unrated_usage", "C4", "second"), ("unrated_usage", "C999", "second")]
+
+
+def test_anomalies_are_quiet_on_the_reference_month(copy):
+    outcome = run(copy, q.anomalies)
+    assert outcome.passed and not outcome.blocking, outcome.summary
+
+
+def test_anomalies_name_a_jump_a_stop_and_a_silent_source(copy):
+    def event(source, event_id, customer, product, quantity, at):
+        return (f"insert into raw.events values ('{source}', '{event_id}', '{customer}', '{product}', {quantity}, "
+                f"timestamptz '{at} 00:00:00+00', 'planted', 1, now())")
+
+    for month in ("07", "08", "09"):
+        # C2's API calls were ~30,000 a month; October's 1,500,000 is 50x that.
+        query(copy, event("upload", f"c2-{month}", "C2", "API_CALLS", 30000, f"2026-{month}-10"))
+        # C4's units of October stay within 10x of its recent months: no finding.
+        query(copy, event("upload", f"c4-{month}", "C4", "API_CALLS", 40000, f"2026-{month}-10"))
+        # C3 used bandwidth every month until October; the 'acme-sftp' source that sent it went silent.
+        query(copy, event("acme-sftp", f"c3-bw-{month}", "C3", "BANDWIDTH_GB", 5, f"2026-{month}-20"))
+    # C1's September API calls alone are no baseline (no usage in July and August): no finding.
+    outcome = run(copy, q.anomalies)
+    assert not outcome.passed and not outcome.blocking
+    got = [(f["kind"], f.get("customer_id"), f.get("product_id"), f.get("source")) for f in outcome.findings]
+    assert got == [("jump", "C2", "API_CALLS", None), ("stopped", "C3", "BANDWIDTH_GB", None),
+                   ("silent_source", None, None, "acme-sftp")]
+    assert "50.0x" in outcome.findings[0]["detail"]
+    with Warehouse(duckdb_path=copy).transaction() as tx:
+        assert q.anomalies(tx, OCTOBER, factor=Decimal("100")).findings[0]["kind"] == "stopped"
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("BILLING_ANOMALY_FACTOR", "60")
+    try:
+        assert [f["kind"] for f in run(copy, q.anomalies).findings] == ["stopped", "silent_source"]
+    finally:
+        monkeypatch.undo()
