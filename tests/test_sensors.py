@@ -125,3 +125,36 @@ def test_every_source_gets_a_stopped_sensor(two_sources: Path):
 
     # An unreachable server: the tick is skipped (bounded by the source's timeouts), never a run.
     assert run_requests(sensors["acme_sftp_sensor"]) == []
+
+
+def test_sftp_sensor_keys_runs_by_the_remote_listing(tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "collectors"))  # as pytest does for its tests
+    from collector_servers import SFTP_USER, SftpTestServer
+
+    root = tmp_path / "sftp-root"
+    (root / "outgoing").mkdir(parents=True)
+    server = SftpTestServer(root, password="pw-" + os.urandom(8).hex()).start()
+    try:
+        monkeypatch.setenv("TEST_SENSOR_SFTP_PASSWORD", server.password)
+        (tmp_path / "known_hosts").write_text(server.known_hosts_line())
+        doc = {"sources": [{"name": "acme-sftp", "kind": "sftp", "format": "csv", "connection": {
+            "host": "127.0.0.1", "port": server.port, "username": SFTP_USER,
+            "password_env": "TEST_SENSOR_SFTP_PASSWORD", "known_hosts": "known_hosts", "remote_dir": "/outgoing",
+            "pattern": "*.csv", "connect_timeout_seconds": 5, "timeout_seconds": 5}}]}
+        (tmp_path / "sources.yaml").write_text(yaml.safe_dump(doc))
+        sources = load_sources(tmp_path / "sources.yaml")
+        sensor = {s.name: s for s in build_sensors(sources, build_collect_job(["acme-sftp"]))}["acme_sftp_sensor"]
+
+        assert run_requests(sensor) == []  # nothing matching on the server
+        (root / "outgoing" / "usage_1.csv").write_text(CSV.format(id="s-1"))
+        (root / "outgoing" / "notes.txt").write_text("not usage")  # does not match the pattern
+        [first] = run_requests(sensor)
+        assert first.run_key.startswith("acme-sftp:")
+        assert [r.run_key for r in run_requests(sensor)] == [first.run_key]  # same listing, same key
+        (root / "outgoing" / "notes.txt").write_text("still not usage, now longer")
+        assert [r.run_key for r in run_requests(sensor)] == [first.run_key]
+        (root / "outgoing" / "usage_2.csv").write_text(CSV.format(id="s-2"))
+        [second] = run_requests(sensor)
+        assert second.run_key != first.run_key
+    finally:
+        server.stop()
