@@ -143,3 +143,19 @@ def test_anomalies_name_a_jump_a_stop_and_a_silent_source(copy):
         assert [f["kind"] for f in run(copy, q.anomalies).findings] == ["stopped", "silent_source"]
     finally:
         monkeypatch.undo()
+
+
+def test_dagster_asset_checks_write_findings_with_their_run_id(billing_env):
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    drop_reference_usage(billing_env / "inbox")
+    result = dg.materialize([*defs.assets, *defs.asset_checks], partition_key="2026-10-01",
+                            resources=defs.resources, instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    checks = {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
+    assert checks["conservation"].passed and checks["anomalies"].passed
+    assert query(billing_env / "warehouse.duckdb", "select check_name, customer_id, run_id from marts.quality_findings "
+                 "order by customer_id") == [("unrated_usage", "C4", result.run_id),
+                                             ("unrated_usage", "C999", result.run_id)]
