@@ -58,7 +58,7 @@ def run_month(settings: Settings, month: str) -> int:
         warehouse = runner.prepare(settings)
     with _stage(f"load catalog {settings.catalog}"):
         runner.load_catalog_stage(settings, warehouse)
-    with _stage(f"collect inbox {settings.inbox}"):
+    with _stage("collect sources"):
         landed = runner.collect(settings, warehouse, _say)
     with _stage("normalize"):
         loads = runner.normalize(settings, warehouse, _say)
@@ -96,14 +96,25 @@ def summarize(settings, warehouse, period, landed, loads, outcomes) -> None:
                   f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;[/cyan]")
 
 
-def upload(settings: Settings, file: Path, source: str) -> int:
-    if not file.is_file():
-        console.print(f"[red]{file} is not a file[/red]")
+def upload(settings: Settings, file: Path, source_name: str) -> int:
+    """Copy a file into the inbox of an upload source; the next run (or the inbox sensor) lands it."""
+    from collectors.sources import load_sources
+    from collectors.upload import deliver
+
+    sources = load_sources(settings.sources)
+    source = sources.get(source_name)
+    uploads = ", ".join(name for name, s in sources.items() if s.kind == "upload")
+    if source is None or source.kind != "upload":
+        why = "is not defined" if source is None else f"is a {source.kind} source"
+        console.print(f"[red]source '{source_name}' {why}[/red]; upload sources: {uploads}")
         return 2
-    settings.inbox.mkdir(parents=True, exist_ok=True)
-    target = settings.inbox / Path(file.name).name  # never a path outside the inbox
-    shutil.copyfile(file, target)
-    console.print(f"{file} -> {target} (source '{source}'); it is landed by the next run")
+    inboxes = runner.inboxes_of(settings, source)
+    if not inboxes:
+        console.print(f"[red]source '{source_name}' has no inbox[/red]: give it connection.inbox in "
+                      f"{settings.sources} (docs/sources.md)")
+        return 2
+    target = deliver(file, inboxes[0], max_bytes=runner.upload_limit(source))
+    console.print(f"{file} -> {target} (source '{source_name}'); it is landed by the next run")
     return 0
 
 

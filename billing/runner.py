@@ -8,13 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from catalog.load import load_catalog
 from catalog.write import write_catalog
 from collectors.api import collect_api
 from collectors.landing import Landed
 from collectors.sftp import collect_sftp
-from collectors.sources import SourceConfig, SourceConfigError, UploadSettings, load_sources
+from collectors.sources import (
+    DEFAULT_MAX_UPLOAD_BYTES,
+    SourceConfig,
+    SourceConfigError,
+    UploadSettings,
+    load_sources,
+)
 from collectors.upload import collect_inbox
 from normalize.load import FileLoad, load_pending
 from warehouse.store import Warehouse
@@ -35,6 +42,20 @@ def prepare(settings: Settings) -> Warehouse:
 def load_catalog_stage(settings: Settings, warehouse: Warehouse) -> dict[str, int]:
     """Validate the catalog file and replace the warehouse's catalog tables with it."""
     return write_catalog(warehouse, load_catalog(settings.catalog))
+
+
+def inboxes_of(settings: Settings, source: SourceConfig) -> list[Path]:
+    """The folders an upload source collects: the config's inbox for `upload`, plus its own `connection.inbox`."""
+    inboxes = [settings.inbox] if source.name == "upload" else []
+    own = source.connection.inbox if isinstance(source.connection, UploadSettings) else None
+    if own is not None and own not in inboxes:
+        inboxes.append(own)
+    return inboxes
+
+
+def upload_limit(source: SourceConfig) -> int:
+    connection = source.connection
+    return connection.max_bytes if isinstance(connection, UploadSettings) else DEFAULT_MAX_UPLOAD_BYTES
 
 
 def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None = None,
@@ -63,14 +84,13 @@ def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None 
             return collect_sftp(warehouse, settings.landing, source)
         if source.kind == "api":
             return collect_api(warehouse, settings.landing, source)
-        inboxes = [settings.inbox] if source.name == "upload" else []
-        own = source.connection.inbox if isinstance(source.connection, UploadSettings) else None
-        if own is not None and own not in inboxes:
-            inboxes.append(own)
+        inboxes = inboxes_of(settings, source)
         if not inboxes:
             say(f"source {source.name}: no connection.inbox of its own; nothing to collect")
+        limit = upload_limit(source)
         return [item for inbox in inboxes
-                for item in collect_inbox(warehouse, inbox, settings.landing, source=source.name)]
+                for item in collect_inbox(warehouse, inbox, settings.landing, source=source.name, max_bytes=limit,
+                                          on_refused=lambda path, why: say(f"refused {path}: {why}"))]
 
     landed: list[Landed] = []
     failed: list[tuple[str, str]] = []

@@ -94,6 +94,40 @@ def collect_sftp(warehouse: Warehouse, landing_dir: Path, source: SourceConfig) 
     return _run_sync(_Poller(warehouse, Path(landing_dir), source, settings, options).run())
 
 
+def list_remote(source: SourceConfig) -> list[RemoteFile]:
+    """The files a poll would consider (pattern, no in-progress names), from one bounded connection.
+
+    Same credentials and pinned host keys as `collect_sftp`; nothing is downloaded or remembered.
+    Sensors use it to notice new files cheaply.
+    """
+    settings = source.connection
+    if source.kind != "sftp" or not isinstance(settings, SftpSettings):
+        raise SourceConfigError(f"source '{source.name}' is not an sftp source (kind: {source.kind})")
+    options = _connect_options(source, settings)
+
+    async def listing() -> list[RemoteFile]:
+        async with asyncssh.connect(**options) as conn, conn.start_sftp_client() as sftp:
+            return sorted(_matching(await sftp.readdir(settings.remote_dir), settings), key=lambda r: r.name)
+
+    bound = settings.connect_timeout_seconds + settings.timeout_seconds
+    return _run_sync(asyncio.wait_for(listing(), bound))
+
+
+def _matching(entries, s: SftpSettings) -> list[RemoteFile]:
+    """Regular files matching the pattern, not hidden and not still being written (ignore_suffixes)."""
+    files = []
+    for entry in entries:
+        name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
+        attrs = entry.attrs
+        if (name.startswith(".") or name.endswith(tuple(s.ignore_suffixes))
+                or not fnmatch.fnmatchcase(name, s.pattern)
+                or attrs.permissions is None or not stat.S_ISREG(attrs.permissions)
+                or attrs.size is None or attrs.mtime is None):
+            continue
+        files.append(RemoteFile(posixpath.join(s.remote_dir, name), name, attrs.size, int(attrs.mtime)))
+    return files
+
+
 def _connect_options(source: SourceConfig, s: SftpSettings) -> dict[str, Any]:
     password = secret_from_env(source, "password_env", s.password_env) if s.password_env else None
     client_keys = None
@@ -256,17 +290,7 @@ class _Poller:
         except asyncssh.SFTPPermissionDenied:
             raise SftpError(f"source '{self.source.name}': {self.where} does not let {self.s.username} list "
                             f"connection.remote_dir {self.s.remote_dir}") from None
-        files = {}
-        for entry in entries:
-            name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
-            attrs = entry.attrs
-            if (name.startswith(".") or name.endswith(tuple(self.s.ignore_suffixes))
-                    or not fnmatch.fnmatchcase(name, self.s.pattern)
-                    or attrs.permissions is None or not stat.S_ISREG(attrs.permissions)
-                    or attrs.size is None or attrs.mtime is None):
-                continue
-            files[name] = RemoteFile(posixpath.join(self.s.remote_dir, name), name, attrs.size, int(attrs.mtime))
-        return files
+        return {remote.name: remote for remote in _matching(entries, self.s)}
 
     async def _pick_up(self, sftp: asyncssh.SFTPClient, remote: RemoteFile) -> None:
         with tempfile.TemporaryDirectory(prefix="sftp-") as tmp:
@@ -349,4 +373,5 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return result["value"]
 
 
-__all__ = ["HostKeyRefused", "LoginRefused", "SEEN_TABLE", "SftpError", "collect_sftp", "ensure_tables"]
+__all__ = ["HostKeyRefused", "LoginRefused", "RemoteFile", "SEEN_TABLE", "SftpError", "collect_sftp",
+           "ensure_tables", "list_remote"]

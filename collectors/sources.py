@@ -87,9 +87,13 @@ class ApiSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
+DEFAULT_MAX_UPLOAD_BYTES = 2 << 30  # a dropped file larger than this is refused (moved to <inbox>/refused/)
+
+
 @dataclass(frozen=True)
 class UploadSettings:
     inbox: Path | None = None  # this source's own inbox folder (default: the configured inbox)
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # largest file accepted, as delivered (compressed or not)
 
 
 Connection = SftpSettings | ApiSettings | UploadSettings
@@ -439,4 +443,5 @@ def _pagination(section: _Section) -> Pagination:
 def _upload(conn: _Section, base_dir: Path) -> UploadSettings | None:
     if not conn.data:
         return None
-    return UploadSettings(inbox=conn.path("inbox", base_dir))
+    return UploadSettings(inbox=conn.path("inbox", base_dir),
+                          max_bytes=conn.count("max_bytes", DEFAULT_MAX_UPLOAD_BYTES))

@@ -17,12 +17,9 @@ pinned host key are in place.
 
 from __future__ import annotations
 
-import asyncio
-import fnmatch
 import hashlib
 import json
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -101,32 +98,12 @@ def inbox_listing(inboxes: Sequence[Path]) -> list[tuple[str, str, int, int]]:
 
 def sftp_listing(source: SourceConfig) -> list[tuple[str, int, int]]:
     """(name, size, mtime) of the files the SFTP collector would consider, one bounded connection."""
-    import asyncssh
-
-    from collectors.sftp import _connect_options  # the same pinned host keys and credentials as the collector
+    from collectors.sftp import list_remote  # the same pinned host keys and credentials as the collector
 
     s = source.connection
     assert isinstance(s, SftpSettings)
-    options = _connect_options(source, s)
-
-    async def list_remote() -> list[tuple[str, int, int]]:
-        async with asyncssh.connect(**options) as conn, conn.start_sftp_client() as sftp:
-            entries = await sftp.readdir(s.remote_dir)
-        files = []
-        for entry in entries:
-            name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
-            a = entry.attrs
-            if (name.startswith(".") or name.endswith(tuple(s.ignore_suffixes))
-                    or not fnmatch.fnmatchcase(name, s.pattern)
-                    or a.permissions is None or not stat.S_ISREG(a.permissions) or a.size is None):
-                continue
-            files.append((name, a.size, int(a.mtime or 0)))
-        return sorted(files)
-
-    async def bounded() -> list[tuple[str, int, int]]:
-        return await asyncio.wait_for(list_remote(), s.connect_timeout_seconds + s.timeout_seconds)
-
-    return within(s.connect_timeout_seconds + s.timeout_seconds + 5, asyncio.run, bounded())
+    return within(s.connect_timeout_seconds + s.timeout_seconds + 5,
+                  lambda: [(r.name, r.size, r.mtime) for r in list_remote(source)])
 
 
 def sensor_name(source_name: str) -> str:
