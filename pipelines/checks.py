@@ -1,4 +1,9 @@
-"""Quality checks as Dagster asset checks on the invoice marts (logic: quality/checks.py)."""
+"""Quality checks as Dagster asset checks (logic: quality/checks.py and quality/expectations.py).
+
+`invoice_checks` (what definitions.py registers) holds the checks of quality/checks.py on
+marts/fct_invoices and the Great Expectations suites: `events_expectations` on raw/events and
+`invoice_expectations` on marts/fct_invoices.
+"""
 
 import dagster as dg
 
@@ -39,3 +44,80 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
 
 
 invoice_checks = [_make(fn) for fn in q.CHECKS]
+
+
+# --- Great Expectations suites (quality/expectations.py) ---------------------------------------------
+
+RAW_EVENTS = dg.AssetKey(["raw", "events"])
+
+
+def _check_period(context: dg.AssetCheckExecutionContext):
+    """The run's month; a run without a partition (a sensor's collect run) checks the current UTC month."""
+    from datetime import UTC, datetime
+
+    from billing.periods import month_window
+
+    partition = context.run.tags.get("dagster/partition")
+    return period_of(partition) if partition else month_window(datetime.now(UTC).date())
+
+
+def _expectations_result(name: str, suites: tuple[str, ...], context: dg.AssetCheckExecutionContext
+                         ) -> dg.AssetCheckResult:
+    from quality import expectations as gxq
+
+    period = _check_period(context)
+    settings = load_settings()
+    warehouse = settings.warehouse()
+    results = gxq.run_suites(warehouse, period, suites, settings.home, context.run.run_id)
+    passed = all(r.success for r in results)
+    summary = gxq.summary(results)
+    # Failures also land in marts.quality_findings, replacing this check's rows for the period.
+    outcome = q.CheckOutcome(name, passed, True, summary, gxq.findings(results))
+    write_findings(warehouse, [outcome], period.key, context.run.run_id)
+    failed = [{"suite": r.suite, "table": r.table, "expectation": f["expectation"],
+               "unexpected_count": f["unexpected_count"], "observed_value": f["observed_value"],
+               "unexpected_values": f["unexpected_values"][:gxq.SAMPLE_ROWS], "rows": f["rows"][:gxq.SAMPLE_ROWS],
+               **({"error": f["error"]} if f.get("error") else {})}
+              for r in results for f in r.failures]
+    metadata: dict = {
+        "period": period.key,
+        "failed_expectations": dg.MetadataValue.json(failed),
+        "failed_expectation_count": len(failed),
+        "suites": dg.MetadataValue.json([{"suite": r.suite, "table": r.table, "rows": r.rows,
+                                          "expectations": r.evaluated, "failed": len(r.failures),
+                                          "result": str(r.path)} for r in results]),
+        "validation_results": dg.MetadataValue.path(str(gxq.validations_dir(settings.home, period.key,
+                                                                             context.run.run_id))),
+    }
+    for r in results:
+        metadata[f"{r.suite}_result"] = dg.MetadataValue.path(str(r.path))
+        if r.html_path:
+            metadata[f"{r.suite}_data_docs"] = dg.MetadataValue.path(str(r.html_path))
+    context.log.info(f"{name} ({period.key}): {summary}")
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR, description=summary,
+                               metadata=metadata)
+
+
+@dg.asset_check(asset=RAW_EVENTS, name="events_expectations")
+def events_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Great Expectations suite `raw_events` on the month's normalized events: columns and types (quantity
+    an exact Decimal, timestamps), no nulls, (source, event_id) and (file_id, row_number) unique,
+    quantity >= 0, row numbers from 1, file ids that are sha256 digests. Result JSON under
+    <BILLING_HOME>/quality/validations/<period>/<run_id>/."""
+    return _expectations_result("events_expectations", ("raw_events",), context)
+
+
+@dg.asset_check(asset=FCT_INVOICES, name="invoice_expectations")
+def invoice_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Great Expectations suites on the month's invoice marts (fct_invoices, fct_invoice_lines,
+    fct_invoice_line_tiers): unique invoice_id, line_id and (line_id, tier_number); every line on one of
+    the month's invoices; ISO 4217 currencies, known statuses, rate levels, line types and pricing
+    models; decimals never negative; each amount = its unrounded amount rounded once to the currency's
+    minor unit. Result JSON under <BILLING_HOME>/quality/validations/<period>/<run_id>/."""
+    return _expectations_result("invoice_expectations", ("fct_invoices", "fct_invoice_lines",
+                                                         "fct_invoice_line_tiers"), context)
+
+
+expectation_checks = [events_expectations, invoice_expectations]
+# The code location (definitions.py) registers `invoice_checks`: every check of this module.
+invoice_checks += expectation_checks

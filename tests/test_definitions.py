@@ -19,7 +19,11 @@ def test_definitions_load_with_the_billing_graph():
     assert dg.AssetKey(["raw", "events"]) in graph.get(dg.AssetKey(["staging", "stg_usage__events"])).parent_keys
 
     checks = {key.name for key in graph.asset_check_keys}
-    assert {"unrated_usage", "missed_customers", "invoice_totals", "misrated_lines"} <= checks
+    assert {"unrated_usage", "missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies",
+            "events_expectations", "invoice_expectations"} <= checks
+    # The Great Expectations suites: on the normalized events and on the invoices.
+    assert dg.AssetCheckKey(dg.AssetKey(["raw", "events"]), "events_expectations") in graph.asset_check_keys
+    assert dg.AssetCheckKey(dg.AssetKey(["marts", "fct_invoices"]), "invoice_expectations") in graph.asset_check_keys
 
     job = defs.resolve_job_def("billing_month")
     assert job.partitions_def is not None
