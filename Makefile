@@ -46,5 +46,20 @@ bench: setup  ## throughput and memory per stage; EVENTS=10000000 make bench
 dev: setup  ## the Dagster UI on http://127.0.0.1:3000
 	mkdir -p .dagster_home && DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml
 
+# dbt docs (models, columns, tests, lineage graph), offline: the catalog is read from a scratch DuckDB
+# (dbt_project/target/docs.duckdb) that holds the raw schema and every model built empty (`--empty`).
+DOCS_DB := target/docs.duckdb
+DOCS_DBT := cd dbt_project && DBT_PROFILES_DIR=. BILLING_DBT_TARGET=duckdb BILLING_DUCKDB_PATH=$(DOCS_DB) ../$(BIN)/dbt
+DOCS_VARS := --vars '{period_start: "2026-01-01", period_end: "2026-02-01"}'
+
+docs: setup  ## dbt docs into dbt_project/target (index.html, manifest.json, catalog.json)
+	rm -f dbt_project/$(DOCS_DB) dbt_project/$(DOCS_DB).wal
+	$(BIN)/python -c "from pathlib import Path; from warehouse.store import Warehouse; Warehouse(duckdb_path=Path('dbt_project/$(DOCS_DB)')).ensure_schema()"
+	$(DOCS_DBT) run --empty --quiet $(DOCS_VARS)
+	$(DOCS_DBT) docs generate --quiet $(DOCS_VARS)
+	@echo "dbt docs: $(CURDIR)/dbt_project/target/index.html"
+	@echo "serve them: cd dbt_project && DBT_PROFILES_DIR=. BILLING_DUCKDB_PATH=$(DOCS_DB) ../$(BIN)/dbt docs serve --port 8080 --no-browser"
+	@echo "        or: $(BIN)/python -m http.server 8080 --bind 127.0.0.1 --directory dbt_project/target  (then http://127.0.0.1:8080)"
+
 clean:
 	rm -rf $(VENV) dbt_project/target data .dagster_home
