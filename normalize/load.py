@@ -4,6 +4,12 @@ Per file, rows received = events loaded + rows quarantined + duplicates, and the
 records all four. Dedup is by (source, event_id) against all history, not a window: the same id
 with the same payload is a duplicate (logged with the event it repeats); with a different
 payload it is quarantined as a conflicting duplicate.
+
+A file is read and written in batches of at most `rules.BATCH_ROWS` rows, so memory does not
+grow with the file; all batches of a file are written inside the file's one transaction, and the
+manifest row is updated in that same transaction, so a file lands whole or not at all. A repeat
+of an event id seen in an earlier batch of the same file is an in-file repeat, exactly as if the
+file had been one batch: it points at the first row of the file with that id.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import polars as pl
 from collectors.sources import DEFAULT_UPLOAD_SOURCE, SourceConfig
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse
 
-from .rules import FileRejected, normalize_frame, read_rows, split_in_file_duplicates
+from .rules import FileRejected, normalize_frame, read_batches, split_in_file_duplicates
 
 PAYLOAD = ("customer_id", "product_id", "quantity", "occurred_at")
 
@@ -46,47 +52,122 @@ def pending(warehouse: Warehouse) -> list[tuple[str, str, str, str]]:
 
 def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceConfig] | None = None,
                  on_file: Callable[[FileLoad], None] | None = None) -> Iterator[FileLoad]:
-    """Normalize and load every landed file not loaded yet, in the order received."""
+    """Normalize and load every landed file not loaded yet, in the order received.
+
+    One warehouse connection serves all the files (each still its own transaction): opening and
+    closing a DuckDB file per file cost more than loading a small file.
+    """
     sources = dict(sources or {})
     sources.setdefault(DEFAULT_UPLOAD_SOURCE.name, DEFAULT_UPLOAD_SOURCE)
-    for file_id, source_name, original_name, landing_path in pending(warehouse):
-        source = sources.get(source_name)
-        if source is None:
-            result = _reject(warehouse, file_id, original_name, source_name,
-                             f"no source named '{source_name}' is configured; add it to the sources file")
-        else:
-            result = load_file(warehouse, file_id, Path(landing_path), original_name, source)
-        if on_file:
-            on_file(result)
-        yield result
+    with warehouse.session():
+        for file_id, source_name, original_name, landing_path in pending(warehouse):
+            source = sources.get(source_name)
+            if source is None:
+                result = _reject(warehouse, file_id, original_name, source_name,
+                                 f"no source named '{source_name}' is configured; add it to the sources file")
+            else:
+                result = load_file(warehouse, file_id, Path(landing_path), original_name, source)
+            if on_file:
+                on_file(result)
+            yield result
 
 
-def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceConfig) -> FileLoad:
-    try:
-        normalized = normalize_frame(read_rows(path, source), source)
-    except FileRejected as exc:
-        return _reject(warehouse, file_id, original_name, source.name, str(exc))
-    first, repeats, conflicting = split_in_file_duplicates(normalized.events, source.name)
+class _AlreadyLoaded(Exception):
+    def __init__(self, status: str):
+        self.status = status
+
+
+def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceConfig,
+              *, batch_rows: int | None = None) -> FileLoad:
     now = datetime.now(UTC)
-    with warehouse.transaction() as tx:
-        # Idempotence guard: another run may have loaded this file since we listed it.
-        status = tx.fetchall(f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
-        if status and status[0][0] != "landed":
-            return FileLoad(file_id, original_name, source.name, status[0][0], 0, 0, 0, 0, "already loaded")
-        new, history_dups, history_conflicts = _against_history(tx, first, source.name)
-        tag = {"file_id": file_id, "source": source.name}
-        loaded = tx.insert_frame(f"{RAW_SCHEMA}.events", new.select(
-            pl.lit(source.name).alias("source"), "event_id", *PAYLOAD, pl.lit(file_id).alias("file_id"),
-            "row_number", pl.lit(now).alias("loaded_at")))
+    try:
+        with warehouse.transaction() as tx:
+            # Idempotence guard: another run may have loaded this file since we listed it.
+            status = tx.fetchall(f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
+            if status and status[0][0] != "landed":
+                raise _AlreadyLoaded(status[0][0])
+            counts = _FileCounts()
+            loader = _FileLoader(tx, file_id, source, now)
+            for rows in read_batches(path, source, batch_rows=batch_rows):
+                counts.add(loader.load_batch(rows))
+            result = FileLoad(file_id, original_name, source.name, "loaded", counts.received, counts.loaded,
+                              counts.quarantined, counts.duplicates)
+            tx.execute(
+                f"UPDATE {RAW_SCHEMA}.landed_files SET status = 'loaded', rows_received = ?, rows_loaded = ?,"
+                " rows_quarantined = ?, rows_duplicate = ?, loaded_at = ? WHERE file_id = ?",
+                [counts.received, counts.loaded, counts.quarantined, counts.duplicates, now, file_id],
+            )
+    except _AlreadyLoaded as already:  # nothing was written: the transaction rolled back
+        return FileLoad(file_id, original_name, source.name, already.status, 0, 0, 0, 0, "already loaded")
+    except FileRejected as exc:  # whatever batches were written are rolled back with the transaction
+        return _reject(warehouse, file_id, original_name, source.name, str(exc))
+    return result
+
+
+@dataclass
+class _FileCounts:
+    received: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+
+    def add(self, other: _FileCounts) -> None:
+        self.received += other.received
+        self.loaded += other.loaded
+        self.quarantined += other.quarantined
+        self.duplicates += other.duplicates
+
+
+class _FileLoader:
+    """Writes one file's batches inside its transaction and remembers what later batches need."""
+
+    def __init__(self, tx: Tx, file_id: str, source: SourceConfig, now: datetime):
+        self.tx, self.file_id, self.source, self.now = tx, file_id, source, now
+        self.batches = 0
+        # First occurrences in this file that were not loaded because history already had their id
+        # (exact duplicates or conflicts): a later batch repeating that id repeats this row. Loaded
+        # first occurrences need no memory: they are in raw.events with this file's id.
+        self.unloaded_firsts = pl.DataFrame(schema={"event_id": pl.String, "duplicate_of_row_number": pl.Int64,
+                                                    **{f"_{c}": t for c, t in _payload_schema().items()}})
+
+    def load_batch(self, rows: pl.DataFrame) -> _FileCounts:
+        normalized = normalize_frame(rows, self.source)
+        events = normalized.events
+        counts = _FileCounts(received=normalized.rows_received)
+        seen = _in_history(self.tx, events, self.source.name)  # every row of the batch whose id is stored
+        if self.batches and events.height:
+            earlier = self._earlier_in_file(events, seen)
+            events = events.join(earlier.select("row_number"), on="row_number", how="anti")
+        else:
+            earlier = _EMPTY_SEEN.select(*_EARLIER)
+        self.batches += 1
+        first, repeats, conflicting = split_in_file_duplicates(events, self.source.name)
+        history = first.join(seen.filter(pl.col("duplicate_of_file_id") != self.file_id).drop("event_id"),
+                             on="row_number")
+        new = first.join(history.select("row_number"), on="row_number", how="anti")
+        history_dups = history.filter(pl.col("is_same") == 1)
+        history_conflicts = history.filter(pl.col("is_same") == 0)
+        if history.height:
+            self.unloaded_firsts = pl.concat([self.unloaded_firsts, history.select(
+                "event_id", pl.col("row_number").alias("duplicate_of_row_number"),
+                *[pl.col(c).alias(f"_{c}") for c in PAYLOAD])])
+
+        tag = {"file_id": self.file_id, "source": self.source.name}
+        counts.loaded = self.tx.insert_frame(
+            f"{RAW_SCHEMA}.events", new.select("event_id", *PAYLOAD, "row_number"),
+            constants={**tag, "loaded_at": self.now})
+        in_file_key = ["row_number", "event_id", "duplicate_of_row_number"]
         duplicates = pl.concat([
-            repeats.select("row_number", "event_id", pl.lit(file_id).alias("duplicate_of_file_id"),
-                           "duplicate_of_row_number"),
-            history_dups.select("row_number", "event_id", "duplicate_of_file_id", "duplicate_of_row_number"),
-        ])
-        tx.insert_frame(f"{RAW_SCHEMA}.duplicates", duplicates.with_columns(
-            **{k: pl.lit(v) for k, v in tag.items()}, recorded_at=pl.lit(now)))
+            pl.concat([earlier.filter(pl.col("is_same") == 1).select(*in_file_key), repeats.select(*in_file_key)])
+            .with_columns(duplicate_of_file_id=pl.lit(self.file_id)),
+            history_dups.select(*in_file_key, "duplicate_of_file_id"),
+        ]).select("row_number", "event_id", "duplicate_of_file_id", "duplicate_of_row_number")
+        counts.duplicates = self.tx.insert_frame(f"{RAW_SCHEMA}.duplicates", duplicates,
+                                                 constants={**tag, "recorded_at": self.now})
+        in_file_conflicts = pl.concat([earlier.filter(pl.col("is_same") == 0).select(*in_file_key),
+                                       conflicting.select(*in_file_key)])
         conflict_rows = pl.concat([
-            conflicting.select("row_number", pl.format(
+            in_file_conflicts.select("row_number", pl.format(
                 "event_id '{}' repeats row {} of this file with a different customer, product, quantity or time; "
                 "fix the source so each event id has one payload", "event_id", "duplicate_of_row_number"
             ).alias("reason")),
@@ -97,45 +178,54 @@ def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str
         ])
         quarantine = pl.concat([
             normalized.quarantine,
-            conflict_rows.with_columns(column_name=pl.lit(source.column("event_id")),
+            conflict_rows.with_columns(column_name=pl.lit(self.source.column("event_id")),
                                        raw_row=pl.lit(None, dtype=pl.String)).select(normalized.quarantine.columns),
         ])
-        tx.insert_frame(f"{RAW_SCHEMA}.quarantine", quarantine.with_columns(
-            **{k: pl.lit(v) for k, v in tag.items()}, quarantined_at=pl.lit(now)))
-        result = FileLoad(file_id, original_name, source.name, "loaded", normalized.rows_received, loaded,
-                          quarantine.height, duplicates.height)
-        assert result.rows_received == loaded + quarantine.height + duplicates.height, "a row went missing"
-        tx.execute(
-            f"UPDATE {RAW_SCHEMA}.landed_files SET status = 'loaded', rows_received = ?, rows_loaded = ?,"
-            " rows_quarantined = ?, rows_duplicate = ?, loaded_at = ? WHERE file_id = ?",
-            [result.rows_received, loaded, quarantine.height, duplicates.height, now, file_id],
-        )
-    return result
+        counts.quarantined = self.tx.insert_frame(f"{RAW_SCHEMA}.quarantine", quarantine,
+                                                  constants={**tag, "quarantined_at": self.now})
+        assert counts.received == counts.loaded + counts.quarantined + counts.duplicates, "a row went missing"
+        return counts
+
+    def _earlier_in_file(self, events: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
+        """Rows repeating an id first seen in an earlier batch of this file: (row_number, event_id,
+        duplicate_of_row_number, is_same), is_same comparing the payload with that first row."""
+        loaded = seen.filter(pl.col("duplicate_of_file_id") == self.file_id).select(*_EARLIER)
+        if self.unloaded_firsts.height == 0:
+            return loaded
+        same = pl.all_horizontal([pl.col(c) == pl.col(f"_{c}") for c in PAYLOAD])
+        unloaded = events.join(self.unloaded_firsts, on="event_id").select(
+            "row_number", "event_id", "duplicate_of_row_number", same.cast(pl.Int32).alias("is_same"))
+        return pl.concat([loaded, unloaded], how="vertical_relaxed")
 
 
-def _against_history(tx: Tx, first: pl.DataFrame, source: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Split a file's first occurrences into (new, exact duplicates of history, conflicts with history)."""
-    if first.height == 0:
-        empty = first.with_columns(duplicate_of_file_id=pl.lit(None, pl.String),
-                                   duplicate_of_row_number=pl.lit(None, pl.Int64))
-        return first, empty, empty
-    tx.register("_incoming_events", first)
+def _payload_schema() -> dict[str, pl.DataType]:
+    return {"customer_id": pl.String(), "product_id": pl.String(), "quantity": pl.Decimal(38, 9),
+            "occurred_at": pl.Datetime("us", "UTC")}
+
+
+_EMPTY_SEEN = pl.DataFrame(schema={"row_number": pl.Int64, "event_id": pl.String, "duplicate_of_file_id": pl.String,
+                                   "duplicate_of_row_number": pl.Int64, "is_same": pl.Int32})
+_EARLIER = ["row_number", "event_id", "duplicate_of_row_number", "is_same"]
+
+
+def _in_history(tx: Tx, events: pl.DataFrame, source: str) -> pl.DataFrame:
+    """For each row of `events` whose (source, event_id) is already in raw.events (history, or an
+    earlier batch of this file): the stored row and whether the payload is the same (1) or not (0)."""
+    if events.height == 0:
+        return _EMPTY_SEEN
+    tx.register("_incoming_events", events.select("row_number", "event_id", *PAYLOAD))
     same = " AND ".join(f"e.{c} = i.{c}" for c in PAYLOAD)
     seen = tx.frame(
-        f"SELECT i.row_number, e.file_id AS duplicate_of_file_id, e.row_number AS duplicate_of_row_number,"
+        f"SELECT i.row_number, i.event_id, e.file_id AS duplicate_of_file_id, e.row_number AS duplicate_of_row_number,"
         f" CASE WHEN {same} THEN 1 ELSE 0 END AS is_same"
         f" FROM _incoming_events i JOIN {RAW_SCHEMA}.events e ON e.source = ? AND e.event_id = i.event_id",
         [source],
     )
+    tx.unregister("_incoming_events")
     if seen.height == 0:
-        seen = pl.DataFrame(schema={"row_number": pl.Int64, "duplicate_of_file_id": pl.String,
-                                    "duplicate_of_row_number": pl.Int64, "is_same": pl.Int32})
-    seen = seen.with_columns(pl.col("row_number").cast(pl.Int64), pl.col("duplicate_of_row_number").cast(pl.Int64))
-    joined = first.join(seen, on="row_number", how="left")
-    new = joined.filter(pl.col("is_same").is_null()).select(first.columns)
-    dups = joined.filter(pl.col("is_same") == 1).drop("is_same")
-    conflicts = joined.filter(pl.col("is_same") == 0).drop("is_same")
-    return new, dups, conflicts
+        return _EMPTY_SEEN
+    return seen.with_columns(pl.col("row_number").cast(pl.Int64), pl.col("duplicate_of_row_number").cast(pl.Int64),
+                             pl.col("is_same").cast(pl.Int32))
 
 
 def _reject(warehouse: Warehouse, file_id: str, original_name: str, source: str, error: str) -> FileLoad:

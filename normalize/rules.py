@@ -6,10 +6,12 @@ exercise and what `normalize.load` calls for every landed file.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import io
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -35,41 +37,208 @@ class Normalized:
     rows_received: int
 
 
+_ASCII_COMPATIBLE = {"utf-8", "latin-1", "iso8859-1", "iso8859-15", "cp1252", "ascii"}
 MAX_EXPANDED_BYTES = 4 << 30  # a compressed file may expand to at most this (zip bombs stop here)
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
-def read_rows(path: Path, source: SourceConfig, *, max_expanded_bytes: int | None = None) -> pl.DataFrame:
-    """Read a file (expanding .gz / .zip first) as all-text columns plus a 1-based `row_number`."""
-    limit = max_expanded_bytes or MAX_EXPANDED_BYTES
-    name, data = _expand(path, path.read_bytes(), limit)
+BATCH_ROWS = 1_000_000  # rows normalized and written at a time: memory is bounded by this, not by the file
+WHOLE_FILE_BYTES = 256 << 20  # plain CSV files up to this size are parsed in one go (faster than streaming)
+JSONL_BLOCK_BYTES = 128 << 20  # JSON lines are parsed in blocks of about this many bytes
+JSONL_SCHEMA_LINES = 10_000  # keys (columns) of a JSON-lines file: those of its first lines
+
+
+def _format_of(name: str, source: SourceConfig) -> str:
     fmt = source.format
     if fmt == "auto":
         fmt = _FORMAT_BY_SUFFIX.get(Path(name).suffix.lower())
         if fmt is None:
             raise FileRejected(f"cannot tell the format of '{name}' from its suffix; use .csv, .jsonl or .parquet "
                                f"(optionally .gz or .zip), or set 'format' on source '{source.name}'")
+    if fmt not in ("csv", "jsonl", "parquet"):
+        raise FileRejected(f"source '{source.name}' has unknown format '{fmt}' (csv, jsonl or parquet)")
+    return fmt
+
+
+def read_rows(path: Path, source: SourceConfig, *, max_expanded_bytes: int | None = None) -> pl.DataFrame:
+    """Read a file (expanding .gz / .zip first) as all-text columns plus a 1-based `row_number`."""
+    batches = list(read_batches(path, source, batch_rows=1 << 62, max_expanded_bytes=max_expanded_bytes))
+    return batches[0] if len(batches) == 1 else pl.concat(batches)
+
+
+def read_batches(path: Path, source: SourceConfig, *, batch_rows: int | None = None,
+                 max_expanded_bytes: int | None = None) -> Iterator[pl.DataFrame]:
+    """The rows of `read_rows`, as frames of at most `batch_rows` rows (numbered across the file).
+
+    Plain UTF-8 JSON-lines files are parsed block by block, and plain UTF-8 CSV files larger than
+    `WHOLE_FILE_BYTES` are streamed, so memory stays bounded whatever the file size. Compressed,
+    Parquet and non-UTF-8 files are read whole first (bounded by the expansion limit), then sliced.
+    Sources that derive event ids number identical payloads across the whole file: one batch.
+    Always yields at least one frame (possibly empty).
+    """
+    batch_rows = batch_rows or BATCH_ROWS
+    if source.derive_event_id:
+        batch_rows = 1 << 62
+    plain = path.suffix.lower() not in (".gz", ".zip")
+    fmt = _format_of(path.name, source) if plain else None
+    utf8 = codecs.lookup(source.encoding).name == "utf-8"
+    if plain and utf8 and fmt == "jsonl":
+        yield from _rebatch(_jsonl_blocks(path, source), batch_rows)
+        return
+    if plain and utf8 and fmt == "csv":
+        if path.stat().st_size > WHOLE_FILE_BYTES:
+            yield from _rebatch(_csv_stream(path, source, batch_rows), batch_rows)
+        else:
+            yield from _rebatch(iter([_read_csv(path, path.name, source)]), batch_rows)
+        return
+    frame = _read_whole(path, source, max_expanded_bytes or MAX_EXPANDED_BYTES)
+    yield from _rebatch(iter([frame]), batch_rows)
+
+
+def _read_whole(path: Path, source: SourceConfig, limit: int) -> pl.DataFrame:
+    """A compressed, Parquet or non-UTF-8 file, read into memory whole (without `row_number`)."""
+    name, data = _expand(path, path.read_bytes(), limit)
+    fmt = _format_of(name, source)
     if fmt == "parquet":
-        frame = _read_parquet(data, name, source)
-    else:
-        if not data.strip():
-            return pl.DataFrame(schema={"row_number": pl.Int64})
-        data = _as_utf8(data, name, source)
-        try:
-            if fmt == "csv":
-                frame = pl.read_csv(io.BytesIO(data), separator=source.delimiter, infer_schema=False,
-                                    has_header=source.header, skip_rows=source.skip_rows,
-                                    quote_char=source.quote_char)
-                if not source.header:  # name columns column_1, column_2, ... as docs/sources.md says
-                    frame.columns = [f"column_{i}" for i in range(1, frame.width + 1)]
-            elif fmt == "jsonl":
-                frame = pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
-                frame = frame.with_columns(pl.all().cast(pl.String))
+        return _read_parquet(data, name, source)
+    if not data or data.isspace():
+        return pl.DataFrame()
+    data = _as_utf8(data, name, source)
+    if fmt == "csv":
+        return _read_csv(data, name, source)
+    return _read_jsonl(data, name, _jsonl_schema(data, name))
+
+
+def _rebatch(frames: Iterator[pl.DataFrame], batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Number rows across the file (1-based) and cut them into frames of at most `batch_rows`."""
+    pending: list[pl.DataFrame] = []
+    held = 0
+    row = 1
+    header: pl.DataFrame | None = None  # an empty frame with the file's columns (a header-only CSV)
+    for frame in frames:
+        frame = frame.with_row_index("row_number", offset=row).with_columns(pl.col("row_number").cast(pl.Int64))
+        if frame.height == 0:
+            header = frame if header is None else header
+            continue
+        row += frame.height
+        pending.append(frame)
+        held += frame.height
+        while held >= batch_rows:
+            whole = pl.concat(pending) if len(pending) > 1 else pending[0]
+            yield whole.slice(0, batch_rows)
+            rest = whole.slice(batch_rows)
+            pending, held = ([rest], rest.height) if rest.height else ([], 0)
+    if pending:
+        yield pl.concat(pending) if len(pending) > 1 else pending[0]
+    elif row == 1:
+        yield header if header is not None else pl.DataFrame(schema={"row_number": pl.Int64})
+
+
+def _read_csv(data: bytes | Path, name: str, source: SourceConfig) -> pl.DataFrame:
+    """CSV bytes, or a plain UTF-8 file (Polars maps it: no copy through Python), as text columns."""
+    try:
+        frame = pl.read_csv(data if isinstance(data, Path) else io.BytesIO(data), separator=source.delimiter,
+                            infer_schema=False, has_header=source.header, skip_rows=source.skip_rows,
+                            quote_char=source.quote_char)
+    except pl.exceptions.NoDataError:
+        return pl.DataFrame()
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        if isinstance(data, Path) and "utf-8" in str(exc):
+            _check_utf8_blocks(data, source)  # raises, naming the first bad byte
+        raise FileRejected(f"'{name}' cannot be read as csv: {exc}") from None
+    if not source.header:  # name columns column_1, column_2, ... as docs/sources.md says
+        frame.columns = [f"column_{i}" for i in range(1, frame.width + 1)]
+    return frame
+
+
+def _csv_stream(path: Path, source: SourceConfig, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """A large plain CSV file, streamed by Polars in chunks (UTF-8 checked block by block first)."""
+    _check_utf8_blocks(path, source)
+    scan = pl.scan_csv(path, separator=source.delimiter, infer_schema=False, has_header=source.header,
+                       skip_rows=source.skip_rows, quote_char=source.quote_char, empty_string_is_null=True)
+    try:
+        for frame in scan.collect_batches(chunk_size=batch_rows):
+            if not source.header:
+                frame.columns = [f"column_{i}" for i in range(1, frame.width + 1)]
+            yield frame
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise FileRejected(f"'{path.name}' cannot be read as csv: {exc}") from None
+
+
+def _not_text(name: str, source: SourceConfig, byte: int) -> FileRejected:
+    return FileRejected(f"'{name}' is not {source.encoding} text (byte {byte}); re-export it as "
+                        f"{source.encoding} or set 'encoding' on source '{source.name}'")
+
+
+def _check_utf8_blocks(path: Path, source: SourceConfig) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as handle:
+        while block := handle.read(16 << 20):
+            if not block.isascii():
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError as exc:
+                    raise _not_text(path.name, source, offset + exc.start) from None
+            offset += len(block)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise _not_text(path.name, source, offset) from None
+
+
+def _jsonl_blocks(path: Path, source: SourceConfig) -> Iterator[pl.DataFrame]:
+    """A plain UTF-8 JSON-lines file, parsed in blocks cut at line ends (never inside a line)."""
+    schema = None
+    offset = 0
+    carry = b""
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(JSONL_BLOCK_BYTES)
+            data = carry + chunk
+            if chunk:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # one very long line: keep reading
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
             else:
-                raise FileRejected(f"source '{source.name}' has unknown format '{fmt}' (csv, jsonl or parquet)")
-        except (pl.exceptions.PolarsError, ValueError) as exc:
-            raise FileRejected(f"'{name}' cannot be read as {fmt}: {exc}") from None
-    return frame.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
+                carry = b""
+            if data and not data.isspace():
+                if not data.isascii():
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        raise _not_text(path.name, source, offset + exc.start) from None
+                if schema is None:
+                    schema = _jsonl_schema(data, path.name)
+                yield _read_jsonl(data, path.name, schema)
+            offset += len(data)
+            if not chunk:
+                return
+
+
+def _jsonl_schema(data: bytes, name: str) -> dict[str, pl.DataType]:
+    """Columns of a JSON-lines file, all text: the keys of its first `JSONL_SCHEMA_LINES` lines.
+
+    Nested values (lists, objects) are refused as before: they are not a usage row's fields.
+    """
+    try:
+        head = pl.read_ndjson(io.BytesIO(data), infer_schema_length=JSONL_SCHEMA_LINES, n_rows=JSONL_SCHEMA_LINES)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise FileRejected(f"'{name}' cannot be read as jsonl: {exc}") from None
+    for column, dtype in head.schema.items():
+        if dtype.is_nested():
+            raise FileRejected(f"'{name}' cannot be read as jsonl: column '{column}' holds {dtype} values, "
+                               "not text or numbers")
+    return {column: pl.String for column in head.columns}
+
+
+def _read_jsonl(data: bytes, name: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    try:
+        return pl.read_ndjson(io.BytesIO(data), schema=schema)
+    except (pl.exceptions.PolarsError, ValueError) as exc:
+        raise FileRejected(f"'{name}' cannot be read as jsonl: {exc}") from None
 
 
 def _expand(path: Path, data: bytes, limit: int) -> tuple[str, bytes]:
@@ -112,11 +281,12 @@ def _expand(path: Path, data: bytes, limit: int) -> tuple[str, bytes]:
 
 
 def _as_utf8(data: bytes, name: str, source: SourceConfig) -> bytes:
+    if data.isascii() and codecs.lookup(source.encoding).name in _ASCII_COMPATIBLE:
+        return data  # nothing to decode or re-encode (the usual case; decoding 100 MB costs time)
     try:
         text = data.decode(source.encoding)
     except UnicodeDecodeError as exc:
-        raise FileRejected(f"'{name}' is not {source.encoding} text (byte {exc.start}); re-export it as "
-                           f"{source.encoding} or set 'encoding' on source '{source.name}'") from None
+        raise _not_text(name, source, exc.start) from None
     return data if source.encoding.replace("-", "").lower() == "utf8" else text.encode("utf-8")
 
 
@@ -133,7 +303,13 @@ def _read_parquet(data: bytes, name: str, source: SourceConfig) -> pl.DataFrame:
 
 
 def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
-    """Type and validate text rows; every row ends in `events` or `quarantine`, never both."""
+    """Type and validate text rows; every row ends in `events` or `quarantine`, never both.
+
+    Fast path first: every row is typed once (zoned ISO 8601 timestamp, decimal quantity) and checked
+    with cheap boolean tests. Only the rows failing that test (usually none) go through the full
+    rules: naive timestamps in the source's zone, and the reason naming column, value and what was
+    expected. A row passing the fast test is exactly a row the full rules give no reason for.
+    """
     required = [f for f in EVENT_FIELDS if not (f == "event_id" and source.derive_event_id)]
     missing = [source.column(f) for f in required if source.column(f) not in rows.columns]
     if rows.height and missing:
@@ -148,7 +324,57 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
     text = {f: pl.col(source.column(f)).str.strip_chars() for f in EVENT_FIELDS}
     quantity_text = text["quantity"]
     ts_text = text["occurred_at"]
-    zoned = ts_text.str.to_datetime("%+", strict=False, time_zone="UTC")
+    has_zone = ts_text.str.contains(_HAS_ZONE)
+    zoned = ts_text.str.to_datetime("%+", strict=False, time_zone="UTC").dt.cast_time_unit("us")
+    typed = rows.with_columns(
+        _event_id=text["event_id"],
+        _customer_id=text["customer_id"],
+        _product_id=text["product_id"],
+        _quantity=_scaled(quantity_text.str.to_decimal(scale=SCALE), source.quantity_scale),
+        _has_zone=has_zone,
+        _occurred_at=pl.when(has_zone).then(zoned),  # naive timestamps: only for the rows that need it, below
+        _quantity_ok=quantity_text.str.contains(_DECIMAL_TEXT),
+        _too_precise=quantity_text.str.contains(rf"\.\d{{{SCALE + 1},}}$"),  # more than SCALE places
+    )
+    quantity = pl.col("_quantity")
+    fine = [
+        *[pl.col(f"_{f}") != "" for f in ("event_id", "customer_id", "product_id")],
+        pl.col("_quantity_ok"),
+        pl.col("_too_precise").fill_null(False).not_(),
+        quantity >= 0,  # null (out of range) is not fine either
+        pl.col("_occurred_at").is_not_null(),
+    ]
+    if source.quantity_scale != 1:
+        fine.append(quantity == quantity.cast(QUANTITY))
+    ok = pl.all_horizontal([condition.fill_null(False) for condition in fine])
+    typed = typed.with_columns(_ok=ok)
+    good = typed.filter(pl.col("_ok"))
+    rest = typed.filter(~pl.col("_ok"))
+    typed_events = ["row_number", *[pl.col(f"_{f}").alias(f) for f in EVENT_FIELDS]]
+    events = good.select(typed_events)
+    original = [c for c in rows.columns if c not in ("row_number", "_derived_event_id")]
+    quarantine = _empty_quarantine()
+    if rest.height:
+        checked = _checked_rest(rest, source, text)
+        rescued = checked.filter(pl.col("_reason").is_null())
+        if rescued.height:  # naive timestamps read in the source's zone
+            events = pl.concat([events, rescued.select(typed_events)]).sort("row_number")
+        quarantine = checked.filter(pl.col("_reason").is_not_null()).select(
+            "row_number",
+            pl.col("_column").alias("column_name"),
+            pl.col("_reason").alias("reason"),
+            pl.struct(original).struct.json_encode().alias("raw_row"),
+        )
+    events = events.with_columns(pl.col("quantity").cast(QUANTITY))
+    if source.derive_event_id:
+        events = derive_event_ids(events)
+    return Normalized(events, quarantine, rows.height)
+
+
+def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.Expr]) -> pl.DataFrame:
+    """The full rules on the rows the fast test did not pass: `_occurred_at` (naive timestamps in the
+    source's zone), and `_column` + `_reason` (null when the row is an event after all)."""
+    ts_text = text["occurred_at"]
     naive = pl.coalesce(
         [ts_text.str.to_datetime(fmt, strict=False) for fmt in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")]
     )
@@ -157,16 +383,10 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
         naive_utc = naive_utc.dt.convert_time_zone("UTC")
     else:
         naive_utc = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
-    has_zone = ts_text.str.contains(_HAS_ZONE)
-    typed = rows.with_columns(
-        _event_id=text["event_id"],
-        _customer_id=text["customer_id"],
-        _product_id=text["product_id"],
-        _quantity=_scaled(quantity_text.str.to_decimal(scale=SCALE), source.quantity_scale),
-        _occurred_at=pl.when(has_zone).then(zoned).otherwise(naive_utc).dt.cast_time_unit("us"),
-        _has_zone=has_zone,
-        _quantity_ok=quantity_text.str.contains(_DECIMAL_TEXT),
-        _too_precise=quantity_text.str.extract(r"\.(\d+)$").str.len_chars() > SCALE,
+    zoned = ts_text.str.to_datetime("%+", strict=False, time_zone="UTC")
+    rest = rest.with_columns(
+        _occurred_at=pl.when(pl.col("_has_zone")).then(zoned).otherwise(naive_utc).dt.cast_time_unit("us"),
+        _naive=naive,
     )
 
     def problem(field: str, condition: pl.Expr, message: pl.Expr | str) -> tuple[str, pl.Expr, pl.Expr]:
@@ -193,7 +413,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
                 pl.lit(f"{q_col} ") + quoted("quantity") + pl.lit(" is negative; usage cannot be below zero "
                                                                    "(send corrections as adjustments)")),
         problem("occurred_at", pl.col("_has_zone").fill_null(False).not_() & pl.lit(source.timezone is None)
-                & pl.col("_occurred_at").is_null() & naive.is_not_null(),
+                & pl.col("_occurred_at").is_null() & pl.col("_naive").is_not_null(),
                 pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(
                     f" has no time zone and source '{source.name}' declares none; add an offset such as Z "
                     "or set 'timezone' on the source")),
@@ -206,22 +426,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
     for field, condition, message in reversed(problems):  # first listed problem wins
         column_name = pl.when(condition.fill_null(False)).then(pl.lit(source.column(field))).otherwise(column_name)
         reason = pl.when(condition.fill_null(False)).then(message).otherwise(reason)
-    checked = typed.with_columns(_column=column_name, _reason=reason)
-
-    events = checked.filter(pl.col("_reason").is_null()).select(
-        "row_number",
-        *[pl.col(f"_{f}").alias(f) for f in EVENT_FIELDS],
-    )
-    if source.derive_event_id:
-        events = derive_event_ids(events.with_columns(pl.col("quantity").cast(QUANTITY)))
-    original = [c for c in rows.columns if c not in ("row_number", "_derived_event_id")]
-    quarantine = checked.filter(pl.col("_reason").is_not_null()).select(
-        "row_number",
-        pl.col("_column").alias("column_name"),
-        pl.col("_reason").alias("reason"),
-        pl.struct(original).struct.json_encode().alias("raw_row"),
-    )
-    return Normalized(events.with_columns(pl.col("quantity").cast(QUANTITY)), quarantine, rows.height)
+    return rest.with_columns(_column=column_name, _reason=reason)
 
 
 def derive_event_ids(events: pl.DataFrame) -> pl.DataFrame:
@@ -257,15 +462,23 @@ def split_in_file_duplicates(events: pl.DataFrame, source_name: str) -> tuple[pl
                                                                                pl.DataFrame]:
     """Within one file: (first occurrences, exact repeats, conflicting repeats).
 
-    Repeats carry `duplicate_of_row_number`, the row they repeat.
+    Repeats carry `duplicate_of_row_number`, the row they repeat. Only the rows whose event id
+    occurs more than once (usually none) go through the window expressions.
     """
+    repeated = events.select(pl.col("event_id").is_duplicated()).to_series()
+    if not repeated.any():
+        empty = events.clear().with_columns(duplicate_of_row_number=pl.lit(None, pl.Int64))
+        return events, empty, empty
     payload = ["customer_id", "product_id", "quantity", "occurred_at"]
-    ranked = events.with_columns(
+    ranked = events.filter(repeated).with_columns(
         _first_row=pl.col("row_number").min().over("event_id"),
         _same=pl.all_horizontal([pl.col(c) == pl.col(c).sort_by("row_number").first().over("event_id")
                                  for c in payload]),
     )
-    first = ranked.filter(pl.col("row_number") == pl.col("_first_row")).drop("_first_row", "_same")
+    first = pl.concat([
+        events.filter(~repeated),
+        ranked.filter(pl.col("row_number") == pl.col("_first_row")).drop("_first_row", "_same"),
+    ]).sort("row_number")
     repeats = ranked.filter(pl.col("row_number") != pl.col("_first_row")).rename(
         {"_first_row": "duplicate_of_row_number"})
     exact = repeats.filter(pl.col("_same")).drop("_same")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,19 +62,24 @@ class Tx:
                                 infer_schema_length=None)
         return self._conn.sql(sql, params=params).pl()
 
-    def insert_frame(self, table: str, frame: pl.DataFrame) -> int:
-        """Append `frame` to `table` (columns by name). Returns rows written."""
+    def insert_frame(self, table: str, frame: pl.DataFrame, constants: Mapping[str, Any] | None = None) -> int:
+        """Append `frame` to `table` (columns by name), plus `constants`: columns with one value for
+        every row (passed once as parameters, not repeated in the frame). Returns rows written."""
         if frame.height == 0:
             return 0
-        columns = ", ".join(frame.columns)
+        constants = dict(constants or {})
+        columns = ", ".join([*frame.columns, *constants])
         if self.dialect == "postgres":
+            extra = tuple(constants.values())
             with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in frame.iter_rows():
-                    copy.write_row(row)
+                    copy.write_row(row + extra)
         else:
             self._conn.register("_frame_to_insert", frame.to_arrow())
+            values = ", ".join([*frame.columns, *("?" for _ in constants)])
             try:
-                self.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM _frame_to_insert")
+                self.execute(f"INSERT INTO {table} ({columns}) SELECT {values} FROM _frame_to_insert",
+                             list(constants.values()) or None)
             finally:
                 self._conn.unregister("_frame_to_insert")
         return frame.height
@@ -88,6 +94,13 @@ class Tx:
             self.insert_frame(name, frame)
         else:
             self._conn.register(name, frame.to_arrow())
+
+    def unregister(self, name: str) -> None:
+        """Forget a frame made queryable by `register` (before the transaction ends)."""
+        if self.dialect == "postgres":
+            self.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
+        else:
+            self._conn.unregister(name)
 
 
 def _pg_type(dtype: pl.DataType) -> str:
@@ -136,6 +149,7 @@ class Warehouse:
         self.duckdb_path = Path(duckdb_path) if duckdb_path else None
         self.postgres_dsn = postgres_dsn
         self.dialect = "postgres" if postgres_dsn else "duckdb"
+        self._local = threading.local()  # the connection of an open `session()`, per thread
 
     def describe(self) -> str:
         """Where the data is, safe to print (no password)."""
@@ -144,21 +158,60 @@ class Warehouse:
         return re.sub(r"(password=)\S+|(:)[^:@/]+(@)", r"\1\2***\3", self.postgres_dsn or "")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """Commit on success, roll back everything on any error."""
+    def session(self) -> Iterator[None]:
+        """Keep one connection open for the transactions of this thread inside the block.
+
+        Each `transaction()` inside is still its own transaction (commit or roll back); only the
+        cost of opening and closing the database per transaction is saved. Nested sessions reuse
+        the outer one.
+        """
+        if getattr(self._local, "conn", None) is not None:
+            yield
+            return
+        conn = self._connect(autocommit=True)
+        if self.dialect == "duckdb":
+            # Many small commits: let the write-ahead log grow instead of checkpointing every ~16 MB
+            # (each checkpoint rewrites the table's last row groups); one checkpoint at the end.
+            conn.execute("SET checkpoint_threshold = '1GB'")
+        self._local.conn = conn
+        try:
+            yield
+        finally:
+            self._local.conn = None
+            try:
+                if self.dialect == "duckdb":
+                    conn.execute("RESET checkpoint_threshold")
+                    conn.execute("CHECKPOINT")
+            finally:
+                conn.close()
+
+    def _connect(self, *, autocommit: bool = False) -> Any:
         if self.dialect == "postgres":
             import psycopg
 
-            with psycopg.connect(self.postgres_dsn) as conn:  # commits or rolls back on exit
-                # Timestamps are UTC (docs: Time): naive values are read, and instants returned, in UTC,
-                # whatever the server's or the client's default time zone is.
-                conn.execute("SET TIME ZONE 'UTC'")
-                yield Tx(conn, "postgres")
-            return
+            conn = psycopg.connect(self.postgres_dsn, autocommit=autocommit)
+            # Timestamps are UTC (docs: Time): naive values are read, and instants returned, in UTC,
+            # whatever the server's or the client's default time zone is.
+            conn.execute("SET TIME ZONE 'UTC'")
+            return conn
         import duckdb
 
         self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = duckdb.connect(str(self.duckdb_path))
+        return duckdb.connect(str(self.duckdb_path))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """Commit on success, roll back everything on any error."""
+        shared = getattr(self._local, "conn", None)
+        if self.dialect == "postgres":
+            if shared is not None:
+                with shared.transaction():  # commits or rolls back on exit
+                    yield Tx(shared, "postgres")
+                return
+            with self._connect() as conn:  # commits or rolls back on exit
+                yield Tx(conn, "postgres")
+            return
+        conn = shared if shared is not None else self._connect()
         try:
             conn.execute("BEGIN TRANSACTION").complete()
             yield Tx(conn, "duckdb")
@@ -167,7 +220,8 @@ class Warehouse:
             conn.execute("ROLLBACK").complete()
             raise
         finally:
-            conn.close()
+            if shared is None:
+                conn.close()
 
     def ensure_schema(self) -> None:
         with self.transaction() as tx:
