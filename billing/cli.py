@@ -87,13 +87,22 @@ def summarize(settings, warehouse, period, landed, loads, outcomes) -> None:
                   f"({sum(1 for item in landed if item.is_new)} new); events loaded this run: "
                   f"{sum(item.rows_loaded for item in loads)}; rows in quarantine: {quarantined}")
     for outcome in outcomes:
-        mark = "[green]passed[/green]" if outcome.passed else "[red]FAILED[/red]"
+        mark = ("[green]passed[/green]" if outcome.passed else "[red]FAILED[/red]" if outcome.blocking
+                else "[yellow]WARNING[/yellow]")
         console.print(f"check {outcome.name}: {mark} - {outcome.summary}")
     passed = sum(1 for o in outcomes if o.passed)
     console.print(f"checks: {passed} passed, {len(outcomes) - passed} failed")
+    with warehouse.transaction() as tx:
+        findings = tx.fetchall("SELECT COUNT(*) FROM marts.quality_findings WHERE period = ?", [period.key])[0][0]
+    console.print(f"findings: {findings} row(s) in marts.quality_findings for {period.key}")
     console.print(f"warehouse: {warehouse.describe()}")
+    # soft_wrap: the queries stay on one line, ready to copy
     console.print("try: [cyan]SELECT billing_account_id, customer_name, currency, total, is_finalizable "
-                  f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;[/cyan]")
+                  f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;[/cyan]",
+                  soft_wrap=True)
+    console.print("and: [cyan]SELECT check_name, severity, customer_id, line_id, file_id, detail "
+                  f"FROM marts.quality_findings WHERE period = '{period.key}' ORDER BY check_name, customer_id;"
+                  "[/cyan]", soft_wrap=True)
 
 
 def upload(settings: Settings, file: Path, source_name: str) -> int:

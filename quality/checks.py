@@ -70,6 +70,9 @@ def missed_customers(tx: Tx, period: Period, catalog: Catalog | None = None) -> 
                           WHERE i.billing_account_id = a.billing_account_id AND i.period = ?)
         GROUP BY a.billing_account_id ORDER BY a.billing_account_id""",
                  [period.end, period.start, period.end, period.start, period.key, period.key])
+    for r in rows:
+        r["detail"] = (f"{r['billing_account_id']} is active in {period.key} ({r['why']}) and has no invoice "
+                       "for the period")
     summary = "every active customer has an invoice" if not rows else (
         f"{len(rows)} active customer(s) without an invoice: " + ", ".join(
             f"{r['billing_account_id']} ({r['why']})" for r in rows[:10]))
@@ -85,7 +88,12 @@ def invoice_totals(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
         WHERE i.period = ?
         GROUP BY i.invoice_id, i.billing_account_id, i.total
         HAVING SUM(l.amount) IS NULL OR SUM(l.amount) <> i.total""", [period.key])
-    summary = "every total equals the sum of its lines" if not rows else f"{len(rows)} invoice(s) off"
+    for r in rows:
+        r["detail"] = (f"invoice {r['invoice_id']} of {r['billing_account_id']}: total {r['total']}, its lines sum "
+                       f"to {r['sum_of_lines'] if r['sum_of_lines'] is not None else 'nothing (no lines)'}")
+    summary = "every total equals the sum of its lines" if not rows else (
+        f"{len(rows)} invoice(s) whose total is not the sum of their lines: " + "; ".join(
+            r["detail"] for r in rows[:5]))
     return CheckOutcome("invoice_totals", not rows, True, summary, rows)
 
 
@@ -93,7 +101,13 @@ LINE_KEY = ["billing_account_id", "currency", "line_type", "product_id", "rate_i
 
 
 def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
-    """An independent re-rating (quality/rerate.py, Polars) must confirm every line and total to the cent."""
+    """An independent re-rating (quality/rerate.py, Polars) must confirm every invoice line to the cent.
+
+    Lines are matched on (billing account, currency, line type, product, rate, segment start). A
+    finding is a line whose amount differs from the re-rated one, a line the re-rater does not bill,
+    or a line the re-rater bills that the warehouse lacks (line_id empty). Invoice totals are not
+    compared here: with every line confirmed, `invoice_totals` (total = sum of lines) covers them.
+    """
     if catalog is None:
         return CheckOutcome("misrated_lines", False, True, "no catalog given: cannot re-rate")
     # Events around the month (local months of any zone fall inside two days' padding).
@@ -102,19 +116,55 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     events = tx.frame("SELECT source, event_id, customer_id, product_id, quantity, occurred_at FROM raw.events "
                       "WHERE occurred_at >= ? AND occurred_at < ?", [lo, hi])
     expected = rerate(catalog, events.with_columns(pl.col("occurred_at").dt.convert_time_zone("UTC")), period).lines
-    actual = tx.frame(f"SELECT line_id, {', '.join(LINE_KEY)}, amount FROM {MARTS}.fct_invoice_lines "
+    actual = tx.frame(f"SELECT line_id, invoice_id, {', '.join(LINE_KEY)}, amount FROM {MARTS}.fct_invoice_lines "
                       "WHERE period = ?", [period.key])
     expected = expected.select(*LINE_KEY, pl.col("amount").cast(pl.Decimal(38, 3)).alias("expected_amount"))
     actual = actual.with_columns(pl.col("amount").cast(pl.Decimal(38, 3)))
     joined = actual.join(expected, on=LINE_KEY, how="full", nulls_equal=True, coalesce=True)
     wrong = joined.filter(pl.col("amount").is_null() | pl.col("expected_amount").is_null()
                           | (pl.col("amount") != pl.col("expected_amount")))
+    wrong = wrong.sort(["billing_account_id", "currency", "product_id", "segment_start", "rate_id"], nulls_last=True)
     rows = [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in wrong.iter_rows(named=True)]
+    for r in rows:
+        what = f"{r['billing_account_id']} {r['product_id'] or r['line_type']} ({r['currency']}, rate {r['rate_id']}, " \
+               f"from {r['segment_start']})"
+        if r["line_id"] is None:
+            r["detail"] = f"{what}: no such line in the warehouse; the re-rater bills {r['expected_amount']}"
+        elif r["expected_amount"] is None:
+            r["detail"] = (f"{what}: line {r['line_id']} on invoice {r['invoice_id']} bills {r['amount']}; "
+                           "the re-rater bills no such line")
+        else:
+            r["detail"] = (f"{what}: line {r['line_id']} on invoice {r['invoice_id']} bills {r['amount']}; "
+                           f"the re-rater bills {r['expected_amount']}")
     summary = (f"all {actual.height} lines confirmed by the re-rater" if not rows else
                f"{len(rows)} line(s) not confirmed: " + "; ".join(
-                   f"{r['billing_account_id']} {r['product_id'] or r['line_type']}: {r['amount']} vs re-rated "
-                   f"{r['expected_amount']}" for r in rows[:5]))
+                   f"{r['billing_account_id']} {r['product_id'] or r['line_type']}: "
+                   f"{r['amount'] if r['amount'] is not None else 'no line'} vs re-rated "
+                   f"{r['expected_amount'] if r['expected_amount'] is not None else 'no line'}" for r in rows[:5]))
     return CheckOutcome("misrated_lines", not rows, True, summary, rows)
+
+
+def _missing_rows(tx: Tx, file_id: str, rows_received: int) -> list[int]:
+    """Data rows 1..rows_received of a file that are in none of events, quarantine, duplicates.
+
+    Only called for a file whose counts do not add up, so reading its row numbers stays rare."""
+    present = tx.fetchall("""
+        SELECT row_number FROM raw.events WHERE file_id = ?
+        UNION SELECT row_number FROM raw.quarantine WHERE file_id = ?
+        UNION SELECT row_number FROM raw.duplicates WHERE file_id = ?""", [file_id, file_id, file_id])
+    seen = {int(n) for (n,) in present}
+    return [n for n in range(1, rows_received + 1) if n not in seen]
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[2, 3, 4, 9] -> '2-4, 9'."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
@@ -129,21 +179,24 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
             SELECT file_id, COUNT(*), 'duplicates' FROM raw.duplicates GROUP BY file_id
         ),
         per_file AS (
-            SELECT f.file_id, f.source, f.original_name, f.rows_received,
+            SELECT f.file_id, f.source, f.original_name, f.landing_path, f.rows_received,
                    COALESCE(SUM(CASE WHEN c.kind = 'events' THEN c.n END), 0) AS events,
                    COALESCE(SUM(CASE WHEN c.kind = 'quarantined' THEN c.n END), 0) AS quarantined,
                    COALESCE(SUM(CASE WHEN c.kind = 'duplicates' THEN c.n END), 0) AS duplicates
             FROM raw.landed_files f LEFT JOIN counted c ON c.file_id = f.file_id
             WHERE f.rows_received IS NOT NULL
-            GROUP BY f.file_id, f.source, f.original_name, f.rows_received
+            GROUP BY f.file_id, f.source, f.original_name, f.landing_path, f.rows_received
         )
         SELECT * FROM per_file WHERE rows_received <> events + quarantined + duplicates
         ORDER BY source, original_name, file_id""", [])
     for f in files:
         f["kind"] = "rows"
+        f["missing_rows"] = _ranges(_missing_rows(tx, f["file_id"], int(f["rows_received"])))
         f["detail"] = (f"file {f['original_name']} ({f['file_id']}, source {f['source']}): {f['rows_received']} rows "
                        f"received, {f['events']} events + {f['quarantined']} quarantined + {f['duplicates']} "
-                       "duplicates in the warehouse")
+                       "duplicates in the warehouse"
+                       + (f"; rows {f['missing_rows']} are in none of them (the landed file "
+                          f"{f['landing_path']} still holds them)" if f["missing_rows"] else ""))
     # Units of sum-metered (or unknown) products: everything on a local day of the period must be
     # on an invoice line or in the unrated usage report.
     units = _rows(tx, f"""
