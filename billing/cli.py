@@ -134,9 +134,13 @@ def demo(settings: Settings, events: int, customers: int) -> int:
     if home.exists():
         shutil.rmtree(home)  # the demo always starts from a clean slate
     summary = generate_demo(home, customers=customers, events=events)
-    console.print(f"demo data: {summary.customers} customers, {summary.events} events in "
-                  f"{len(summary.files)} files under {home}")
-    return run_month(settings, summary.months[-1])
+    console.print(summary.describe(), markup=False, highlight=False)
+    code = run_month(settings, summary.months[-1])
+    seen = sorted({d.kind for d in summary.defects if d.kind in ("unknown_customer", "no_price")})
+    if seen:
+        console.print(f"the planted {' and '.join(seen)} defects are the month's unrated usage, the only "
+                      "findings; the other planted rows are in raw.quarantine / raw.duplicates / raw.file_receipts")
+    return code
 
 
 def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:

@@ -24,10 +24,19 @@ them are rows added on top of the `events` generated ones (except the re-deliver
 - `duplicate_event`: a row repeated with the same event id and payload a few rows later
   (second month, part 1, CSV);
 - `unknown_customer`: three rows for customer `C-UNKNOWN-1` (last month, part 2, JSON lines);
+- `no_price`: one SMS row for the biggest EUR customer: the catalog has no EUR price for SMS (last
+  month, part 1, CSV). Otherwise EUR customers send no SMS, so this is the only usage with no price;
 - `naive_timestamp`: an occurred_at without a time zone (last month, part 3, CSV);
 - `duplicate_file`: part 4 of the second month delivered again, byte for byte, as
   `usage-<month>-part4_resent.jsonl` (its rows are counted in `rows_written`, not in `extra_rows`).
 With one month only, "second" and "last" month are that month.
+
+Which of them the quality checks see: `unknown_customer` and `no_price` are the last month's
+unrated usage (the `unrated_usage` check, one finding each: C-UNKNOWN-1, and the EUR customer), and
+nothing else fails on the last month. The malformed and negative quantities and the naive timestamp
+are rows in `raw.quarantine`, the repeated row one in `raw.duplicates`, the re-delivered file a
+receipt in `raw.file_receipts`: accounted for, not findings. With `defects=False` no check finds
+anything.
 
 The catalog (see `_catalog_yaml`): >= 200 customers by default ("Acme Logistics 017"), mostly USD,
 15% EUR, a few in a non-UTC time zone, a handful of child accounts billing to a parent; six products
@@ -85,7 +94,7 @@ _COMMITMENTS = ("500.00", "1000.00", "2500.00", "5000.00", "12000.00")
 @dataclass(frozen=True)
 class PlantedDefect:
     kind: str  # malformed_quantity | negative_quantity | duplicate_event | unknown_customer |
-    #            naive_timestamp | duplicate_file
+    #            no_price | naive_timestamp | duplicate_file
     file: str  # file name inside the inbox
     row: int | None  # 1-based data row (header excluded); None for a whole file
     event_id: str | None
@@ -206,7 +215,7 @@ def _customers(n: int, seed: int) -> _Customers:
     uses = rng.random((n, len(METERED))) < _MIX_USES
     uses[:, 0] = True
     eur = [i for i in range(n) if currency[i] == "EUR"]
-    uses[eur[0], METERED.index("SMS")] = True  # some EUR usage has no price (SMS has no EUR price)
+    uses[eur, METERED.index("SMS")] = False  # SMS has no EUR price: EUR SMS is only the planted `no_price` row
     mix = uses * _MIX_BASE
     mix_cum = np.cumsum(mix / mix.sum(axis=1, keepdims=True), axis=1)
     mix_cum[:, -1] = 1.0
@@ -475,13 +484,16 @@ def generate_demo(out_dir: Path, *, customers: int = 240, events: int = 60_000,
     per_part = {i: _split(per_month[i], np.ones(plan[i])) for i in plan}
     first_m, second_m, last_m = 0, min(1, len(months) - 1), len(months) - 1
     if defects:
-        targets = [(first_m, 1), (first_m, 2), (second_m, 1), (second_m, 4), (last_m, 2), (last_m, 3)]
+        targets = [(first_m, 1), (first_m, 2), (second_m, 1), (second_m, 4), (last_m, 1), (last_m, 2), (last_m, 3)]
         empty = [f"usage-{months[m]}-part{p}" for m, p in targets if per_part[m][p - 1] == 0]
         if empty:
             raise ValueError(f"too few events ({events}) to plant defects: {', '.join(empty)} would be empty; "
                              "raise events or pass defects=False")
 
     ids = pl.Series(c.ids, dtype=pl.String)
+    # The `no_price` defect's customer: the biggest EUR customer billed on its own (not a child account).
+    no_price_customer = c.ids[max((i for i in range(customers) if c.currency[i] == "EUR" and c.bill_to[i] is None),
+                                  key=lambda i: c.weight[i])]
     written: list[Path] = []
     rows_per_file: dict[str, int] = {}
     planted: list[PlantedDefect] = []
@@ -511,6 +523,12 @@ def generate_demo(out_dir: Path, *, customers: int = 240, events: int = 60_000,
                     original = frame.slice(k, 1)
                     inserts.append((min(k + 4, rows), original, "duplicate_event", original["event_id"][0],
                                     "repeats row {ref} exactly (same event id, same payload)", k))
+                if (mi, part) == (last_m, 1):
+                    inserts.append(_planted_row(frame, rows // 2, "no_price", f"ev-{month}-{extra_n}",
+                                                customer_id=no_price_customer, product_id="SMS", quantity="240",
+                                                detail=f"SMS for EUR customer '{no_price_customer}': the catalog "
+                                                       "has no EUR price for SMS"))
+                    extra_n += 1
                 if (mi, part) == (last_m, 2):
                     for j, q in enumerate(("120", "75", "3000")):
                         inserts.append(_planted_row(frame, rows * (j + 1) // 4, "unknown_customer",

@@ -13,7 +13,7 @@ from billing.demo import COLUMNS, UNKNOWN_CUSTOMER, generate_demo, main
 from catalog.load import load_catalog
 
 EVENTS = 6_000
-DEFECT_KINDS = {"malformed_quantity", "negative_quantity", "duplicate_event", "unknown_customer",
+DEFECT_KINDS = {"malformed_quantity", "negative_quantity", "duplicate_event", "unknown_customer", "no_price",
                 "naive_timestamp", "duplicate_file"}
 
 
@@ -107,7 +107,7 @@ def test_rows_match_events_plus_the_planted_rows(demo):
     assert dict(per_file.iter_rows()) == summary.rows_per_file
     resent = [d.file for d in summary.defects if d.kind == "duplicate_file"]
     assert len(resent) == 1
-    assert summary.extra_rows == len([d for d in summary.defects if d.row is not None]) == 7
+    assert summary.extra_rows == len([d for d in summary.defects if d.row is not None]) == 8
     assert rows.height == summary.rows_written == EVENTS + summary.extra_rows + summary.rows_per_file[resent[0]]
     generated = rows.filter(pl.col("file") != resent[0])
     planted_ids = {d.event_id for d in summary.defects if d.kind != "duplicate_event" and d.event_id}
@@ -168,6 +168,10 @@ def test_every_planted_defect_sits_where_the_summary_says(demo):
             assert d.row == same["row_number"].max()
         elif d.kind == "unknown_customer":
             assert row["customer_id"] == UNKNOWN_CUSTOMER
+        elif d.kind == "no_price":
+            customer = load_catalog(summary.catalog).customers[row["customer_id"]]
+            assert (row["product_id"], customer.currency, customer.bill_to) == ("SMS", "EUR", None)
+            assert row["customer_id"] in d.detail
         elif d.kind == "naive_timestamp":
             assert row["occurred_at"][-1].isdigit() and "+" not in row["occurred_at"]
     unknown = [d for d in summary.defects if d.kind == "unknown_customer"]
@@ -228,10 +232,12 @@ def test_command_line(tmp_path, capsys):
     assert len(load_catalog(tmp_path / "cli" / "catalog.yaml").customers) == 200
 
 
-def test_some_eur_usage_has_no_price(demo):
-    summary, _ = demo
-    cat = load_catalog(summary.catalog)
-    eur = {c.customer_id for c in cat.customers.values() if c.currency == "EUR"}
-    rows = read_all(summary)
-    assert rows.filter(pl.col("customer_id").is_in(eur) & (pl.col("product_id") == "SMS")).height > 0
-    assert not any(r.product_id == "SMS" and r.currency == "EUR" for r in cat.rates.values())
+def test_eur_usage_with_no_price_is_only_the_planted_row(demo, clean):
+    for summary, _ in (demo, clean):
+        cat = load_catalog(summary.catalog)
+        eur = {c.customer_id for c in cat.customers.values() if c.currency == "EUR"}
+        rows = read_all(summary).filter(pl.col("customer_id").is_in(eur) & (pl.col("product_id") == "SMS"))
+        planted = [(d.file, d.row) for d in summary.defects if d.kind == "no_price"]
+        assert list(zip(rows["file"], rows["row_number"], strict=True)) == planted
+        assert len(planted) == (1 if summary.defects else 0)
+        assert not any(r.product_id == "SMS" and r.currency == "EUR" for r in cat.rates.values())

@@ -1,0 +1,105 @@
+"""`billing demo` (what `make demo` runs), at a small size: the checks find exactly the planted defects.
+
+The demo generator plants defects (billing/demo.py, `DemoSummary.defects`). Two are the billed
+month's unrated usage, and are the only findings: the unknown customer and the EUR customer's SMS
+(no EUR price). The others are accounted for without being findings: malformed and negative
+quantities and the naive timestamp in `raw.quarantine`, the repeated row in `raw.duplicates`, the
+re-delivered file as a second receipt.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import duckdb
+import polars as pl
+import pytest
+
+from billing import cli
+from billing.demo import UNKNOWN_CUSTOMER, generate_demo
+
+EVENTS = 20_000
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Run `billing demo --events 20000` into a fresh BILLING_HOME; yields (home, printed output, summary)."""
+    root = tmp_path_factory.mktemp("demo-month")
+    home = root / "billing"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BILLING_HOME", str(home))
+        for var in ("BILLING_CONFIG", "BILLING_CATALOG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX",
+                    "BILLING_LANDING", "BILLING_SOURCES", "BILLING_ANOMALY_FACTOR"):
+            mp.delenv(var, raising=False)
+        with cli.console.capture() as captured:
+            assert cli.main(["demo", "--events", str(EVENTS)]) == 0
+    # The generator is deterministic: the same arguments give the same files and the same defects.
+    summary = generate_demo(root / "expected", events=EVENTS)
+    yield home, captured.get(), summary
+
+
+def query(home, sql: str, params=None) -> list[tuple]:
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def planted_row(summary, defect) -> dict:
+    path = summary.inbox / defect.file
+    frame = (pl.read_csv(path, infer_schema=False) if path.suffix == ".csv"
+             else pl.read_ndjson(path, schema={c: pl.String for c in ("event_id", "customer_id", "product_id",
+                                                                        "quantity", "occurred_at")}))
+    return frame.row(defect.row - 1, named=True)
+
+
+def test_the_findings_mart_lists_exactly_the_planted_unrated_usage(demo_run):
+    home, _, summary = demo_run
+    month = summary.months[-1]
+    by_kind = {}
+    for d in summary.defects:
+        by_kind.setdefault(d.kind, []).append(d)
+    [no_price] = by_kind["no_price"]
+    eur_customer = planted_row(summary, no_price)["customer_id"]
+    assert query(home, "select check_name, severity, customer_id, line_id, file_id from marts.quality_findings "
+                       "where period = ? order by customer_id", [month]) == sorted([
+        ("unrated_usage", "error", UNKNOWN_CUSTOMER, None, None), ("unrated_usage", "error", eur_customer, None, None)])
+    # What each finding is: the unknown customer's planted calls, summed; the planted SMS in EUR.
+    unknown_calls = sum(Decimal(planted_row(summary, d)["quantity"]) for d in by_kind["unknown_customer"])
+    assert query(home, "select reason, customer_id, product_id, currency, quantity from marts.fct_unrated_usage "
+                       "where period = ? order by reason", [month]) == [
+        ("no_price", eur_customer, "SMS", "EUR", Decimal(planted_row(summary, no_price)["quantity"])),
+        ("unknown_customer", UNKNOWN_CUSTOMER, "API_CALLS", None, unknown_calls)]
+    # The EUR customer's invoice exists and is blocked by its unrated SMS.
+    assert query(home, "select currency, is_finalizable from marts.fct_invoices where period = ? and "
+                       "billing_account_id = ?", [month, eur_customer]) == [("EUR", False)]
+
+
+def test_the_other_planted_defects_are_accounted_for_not_findings(demo_run):
+    home, _, summary = demo_run
+
+    def where(kinds):
+        return sorted((d.file, d.row) for d in summary.defects if d.kind in kinds)
+
+    assert sorted(query(home, "select f.original_name, q.row_number from raw.quarantine q "
+                              "join raw.landed_files f using (file_id)")) == where(
+        {"malformed_quantity", "negative_quantity", "naive_timestamp"})
+    assert sorted(query(home, "select f.original_name, d.row_number from raw.duplicates d "
+                              "join raw.landed_files f using (file_id)")) == where({"duplicate_event"})
+    [resent] = [d.file for d in summary.defects if d.kind == "duplicate_file"]
+    assert query(home, "select is_first_delivery from raw.file_receipts where original_name = ?", [resent]) == [
+        (False,)]
+
+
+def test_the_demo_prints_the_checks_and_the_findings_count(demo_run):
+    _, printed, summary = demo_run
+    month = summary.months[-1]
+    assert "checks: 5 passed, 1 failed" in printed
+    assert "check unrated_usage: FAILED" in printed
+    for name in ("missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies"):
+        assert f"check {name}: passed" in printed
+    assert f"findings: 2 row(s) in marts.quality_findings for {month}" in printed
+    assert (f"SELECT check_name, severity, customer_id, line_id, file_id, detail FROM marts.quality_findings "
+            f"WHERE period = '{month}'") in printed
+    assert "planted defects:" in printed and "no_price" in printed
