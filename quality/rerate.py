@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -31,6 +31,7 @@ import polars as pl
 from billing.money import round_money
 from billing.periods import Period
 from catalog.model import Catalog, Contract, Rate
+from warehouse.store import RAW_SCHEMA, Tx
 
 from .rerate_pricing import price_segment
 
@@ -89,6 +90,7 @@ INVOICE_SCHEMA = {
     "line_count": pl.Int64,
     "is_finalizable": pl.Boolean,
 }
+BATCH_EVENTS = 1_000_000  # events read from the warehouse at a time by `rerate_warehouse`
 _SORT = ["billing_account_id", "currency", "product_id", "segment_start", "rate_id"]  # true-ups (no product) last
 
 
@@ -102,8 +104,54 @@ class Rerated:
 
 def rerate(catalog: Catalog, events: pl.DataFrame, period: Period) -> Rerated:
     """Price `period` for every account in `catalog` from deduplicated, normalized `events`."""
-    events = _checked(events)
-    day_usage = _in_period(catalog, events, period)
+    return rerate_days(catalog, _in_period(catalog, _checked(events), period), period)
+
+
+def rerate_warehouse(tx: Tx, catalog: Catalog, period: Period, *, batch_events: int = BATCH_EVENTS) -> Rerated:
+    """`rerate` reading `raw.events` itself, a batch of customers at a time.
+
+    Only the per-(customer, product, local day) rollups of all batches are held together, so memory
+    is bounded by about `batch_events` events plus the number of such groups, not by the month's
+    events. Reads only `raw.events` (never the dbt models): the re-rating stays independent.
+    """
+    lo, hi = event_window(period)
+    counts = tx.fetchall(f"SELECT customer_id, COUNT(*) FROM {RAW_SCHEMA}.events WHERE occurred_at >= ? "
+                         "AND occurred_at < ? GROUP BY customer_id ORDER BY customer_id", [lo, hi])
+    parts = [_in_period(catalog, _checked(pl.DataFrame(schema=EVENT_SCHEMA)), period)]
+    for customers in _customer_batches(counts, batch_events):
+        tx.register("_rerate_customers", pl.DataFrame({"customer_id": customers}, schema={"customer_id": pl.String}))
+        events = tx.frame(
+            f"SELECT e.source, e.event_id, e.customer_id, e.product_id, e.quantity, e.occurred_at "
+            f"FROM {RAW_SCHEMA}.events e JOIN _rerate_customers c ON c.customer_id = e.customer_id "
+            "WHERE e.occurred_at >= ? AND e.occurred_at < ?", [lo, hi])
+        tx.unregister("_rerate_customers")
+        parts.append(_in_period(catalog, _checked(events), period))
+        del events
+    return rerate_days(catalog, pl.concat(parts), period)
+
+
+def event_window(period: Period) -> tuple[datetime, datetime]:
+    """UTC instants bounding every event of the period in any time zone (two days' padding)."""
+    return (datetime.combine(period.start - timedelta(days=2), time(), UTC),
+            datetime.combine(period.end + timedelta(days=2), time(), UTC))
+
+
+def _customer_batches(counts: list[tuple[str, int]], batch_events: int) -> Iterable[list[str]]:
+    """Customers grouped so that each group has at most `batch_events` events (a bigger customer alone)."""
+    batch: list[str] = []
+    held = 0
+    for customer, n in counts:
+        if batch and held + n > batch_events:
+            yield batch
+            batch, held = [], 0
+        batch.append(customer)
+        held += n
+    if batch:
+        yield batch
+
+
+def rerate_days(catalog: Catalog, day_usage: pl.DataFrame, period: Period) -> Rerated:
+    """Price `period` from the per-(customer, product, local day) rollups of `_in_period`."""
     known = day_usage.filter(pl.col("billing_account_id").is_not_null()
                              & pl.col("product_id").is_in(list(catalog.products)))
     provisioned = _provisioned_days(catalog, period)
@@ -151,7 +199,9 @@ def _in_period(catalog: Catalog, events: pl.DataFrame, period: Period) -> pl.Dat
     """Events of the period rolled up per (customer, product, local day).
 
     Each day keeps what every meter needs to combine days later: sum, count, max, and the last
-    reading with the (timestamp, source, event_id) that decides which reading is last.
+    reading with the (timestamp, source, event_id) that decides which reading is last. Each time
+    zone converts only its own customers' events, and the query runs on Polars' streaming engine,
+    so memory follows the groups more than the events.
     """
     accounts = pl.DataFrame(
         {
@@ -161,16 +211,17 @@ def _in_period(catalog: Catalog, events: pl.DataFrame, period: Period) -> pl.Dat
         },
         schema={"customer_id": pl.String, "billing_account_id": pl.String, "timezone": pl.String},
     )
-    # convert_time_zone takes one zone per expression, so build one branch per zone in the catalog.
+    placed = events.lazy().join(accounts.lazy(), on="customer_id", how="left").with_columns(
+        pl.col("timezone").fill_null("UTC"))  # unknown customers: UTC
     zones = sorted({c.timezone for c in catalog.customers.values()} | {"UTC"})
-    tz = pl.col("timezone").fill_null("UTC")
-    local_day = pl.coalesce(
-        [pl.when(tz == zone).then(pl.col("occurred_at").dt.convert_time_zone(zone).dt.date()) for zone in zones]
-    )
+    by_zone = [
+        placed.filter(pl.col("timezone") == zone).with_columns(
+            day=pl.col("occurred_at").dt.convert_time_zone(zone).dt.date())
+        for zone in zones
+    ]
     last_order = ["occurred_at", "source", "event_id"]
     return (
-        events.join(accounts, on="customer_id", how="left")
-        .with_columns(day=local_day)
+        pl.concat(by_zone)
         .filter((pl.col("day") >= period.start) & (pl.col("day") < period.end))
         .group_by("customer_id", "billing_account_id", "product_id", "day")
         .agg(
@@ -182,6 +233,7 @@ def _in_period(catalog: Catalog, events: pl.DataFrame, period: Period) -> pl.Dat
             last_source=pl.col("source").sort_by(last_order).last(),
             last_event_id=pl.col("event_id").sort_by(last_order).last(),
         )
+        .collect(engine="streaming")
     )
 
 

@@ -325,3 +325,20 @@ def test_events_that_would_lose_digits_or_rows_are_refused():
         rerate(cat, precise, OCTOBER)
     with pytest.raises(ValueError, match="nulls"):
         rerate(cat, frame([("A", "P", "1", at(3))]).with_columns(pl.lit(None, pl.String).alias("product_id")), OCTOBER)
+
+
+@pytest.mark.parametrize("batch_events", [1, 7, 1_000_000])
+def test_reading_the_warehouse_in_customer_batches_gives_the_same_month(tmp_path, batch_events):
+    from quality.rerate import rerate_warehouse
+    from warehouse.store import Warehouse
+
+    events = reference_events()
+    warehouse = Warehouse(duckdb_path=tmp_path / "w.duckdb")
+    warehouse.ensure_schema()
+    with warehouse.transaction() as tx:
+        tx.insert_frame("raw.events", events.with_row_index("row_number", offset=1).with_columns(
+            pl.col("row_number").cast(pl.Int64)), constants={"file_id": "f", "loaded_at": at(1)})
+        got = rerate_warehouse(tx, load_catalog(REFERENCE_CATALOG), OCTOBER, batch_events=batch_events)
+    want = rerate(load_catalog(REFERENCE_CATALOG), events, OCTOBER)
+    assert got.lines.equals(want.lines) and got.tiers.equals(want.tiers)
+    assert got.unrated.equals(want.unrated) and got.invoices.equals(want.invoices)
