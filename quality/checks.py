@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 
 import polars as pl
@@ -18,7 +18,7 @@ from catalog.model import Catalog
 from warehouse.store import Tx, Warehouse
 
 from .findings import write_findings
-from .rerate import rerate
+from .rerate import rerate_warehouse
 
 MARTS = "marts"
 
@@ -110,12 +110,8 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     """
     if catalog is None:
         return CheckOutcome("misrated_lines", False, True, "no catalog given: cannot re-rate")
-    # Events around the month (local months of any zone fall inside two days' padding).
-    lo = datetime.combine(period.start - timedelta(days=2), time(), UTC)
-    hi = datetime.combine(period.end + timedelta(days=2), time(), UTC)
-    events = tx.frame("SELECT source, event_id, customer_id, product_id, quantity, occurred_at FROM raw.events "
-                      "WHERE occurred_at >= ? AND occurred_at < ?", [lo, hi])
-    expected = rerate(catalog, events.with_columns(pl.col("occurred_at").dt.convert_time_zone("UTC")), period).lines
+    # The re-rater reads raw.events itself, a batch of customers at a time (bounded memory).
+    expected = rerate_warehouse(tx, catalog, period).lines
     actual = tx.frame(f"SELECT line_id, invoice_id, {', '.join(LINE_KEY)}, amount FROM {MARTS}.fct_invoice_lines "
                       "WHERE period = ?", [period.key])
     expected = expected.select(*LINE_KEY, pl.col("amount").cast(pl.Decimal(38, 3)).alias("expected_amount"))
