@@ -14,6 +14,9 @@ file had been one batch: it points at the first row of the file with that id.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,9 +27,10 @@ import polars as pl
 from collectors.sources import DEFAULT_UPLOAD_SOURCE, SourceConfig
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse
 
-from .rules import FileRejected, normalize_frame, read_batches, split_in_file_duplicates
+from .rules import FileRejected, Normalized, normalize_frame, read_batches, split_in_file_duplicates
 
 PAYLOAD = ("customer_id", "product_id", "quantity", "occurred_at")
+PREFETCH = True  # prepare the next batch in a background thread while this one is written
 
 
 @dataclass(frozen=True)
@@ -55,21 +59,113 @@ def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceConfig] | Non
     """Normalize and load every landed file not loaded yet, in the order received.
 
     One warehouse connection serves all the files (each still its own transaction): opening and
-    closing a DuckDB file per file cost more than loading a small file.
+    closing a DuckDB file per file cost more than loading a small file. A background thread reads
+    and types the next batch (pure Polars, no warehouse access) while this thread writes the
+    current one, so parsing and the warehouse's writes overlap.
     """
     sources = dict(sources or {})
     sources.setdefault(DEFAULT_UPLOAD_SOURCE.name, DEFAULT_UPLOAD_SOURCE)
     with warehouse.session():
-        for file_id, source_name, original_name, landing_path in pending(warehouse):
-            source = sources.get(source_name)
-            if source is None:
-                result = _reject(warehouse, file_id, original_name, source_name,
-                                 f"no source named '{source_name}' is configured; add it to the sources file")
-            else:
-                result = load_file(warehouse, file_id, Path(landing_path), original_name, source)
-            if on_file:
-                on_file(result)
-            yield result
+        todo = pending(warehouse)
+        readable = [(file_id, Path(landing_path), sources[source_name])
+                    for file_id, source_name, _, landing_path in todo if source_name in sources]
+        with _Prefetch(readable if PREFETCH else []) as prefetch:
+            for file_id, source_name, original_name, landing_path in todo:
+                source = sources.get(source_name)
+                if source is None:
+                    result = _reject(warehouse, file_id, original_name, source_name,
+                                     f"no source named '{source_name}' is configured; add it to the sources file")
+                else:
+                    result = load_file(warehouse, file_id, Path(landing_path), original_name, source,
+                                       prepared=prefetch.batches(file_id) if PREFETCH else None)
+                    if PREFETCH:
+                        prefetch.skip(file_id)  # whatever the load did not consume (already loaded, rejected)
+                if on_file:
+                    on_file(result)
+                yield result
+
+
+@dataclass
+class _Prepared:
+    """One batch, typed and split (Polars only): what `load_batch` writes."""
+
+    normalized: Normalized
+    split: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]  # split_in_file_duplicates of its events
+
+
+def _prepare(rows: pl.DataFrame, source: SourceConfig) -> _Prepared:
+    normalized = normalize_frame(rows, source)
+    return _Prepared(normalized, split_in_file_duplicates(normalized.events, source.name))
+
+
+def _prepare_file(path: Path, source: SourceConfig, batch_rows: int | None = None) -> Iterator[_Prepared]:
+    for rows in read_batches(path, source, batch_rows=batch_rows):
+        yield _prepare(rows, source)
+
+
+class _Prefetch:
+    """Prepares the batches of `files`, in order, in a background thread, at most `depth` ahead."""
+
+    def __init__(self, files: list[tuple[str, Path, SourceConfig]], depth: int = 1):
+        self._files = files
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="normalize-prefetch", daemon=True)
+        self._done: set[str] = set()
+
+    def __enter__(self) -> _Prefetch:
+        if self._files:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.ident is None:  # never started: nothing to prepare
+            return
+        while self._thread.is_alive():  # unblock a worker waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self._thread.join()
+
+    def _put(self, item: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        for file_id, path, source in self._files:
+            try:
+                for prepared in _prepare_file(path, source):
+                    if not self._put(("batch", file_id, prepared)):
+                        return
+                    del prepared
+                item = ("end", file_id, None)
+            except BaseException as exc:  # handed to the loading thread, raised there
+                item = ("error", file_id, exc)
+            if not self._put(item):
+                return
+
+    def batches(self, file_id: str) -> Iterator[_Prepared]:
+        """The prepared batches of `file_id` (the next file in order); raises what preparing raised."""
+        while file_id not in self._done:
+            kind, got, item = self._queue.get()
+            assert got == file_id, f"prefetch out of order: expected {file_id}, got {got}"
+            if kind != "batch":
+                self._done.add(file_id)
+                if kind == "error":
+                    raise item
+                return
+            yield item
+
+    def skip(self, file_id: str) -> None:
+        """Drop what is left of `file_id`'s batches (a load that stopped early)."""
+        with contextlib.suppress(BaseException):
+            for _ in self.batches(file_id):
+                pass
 
 
 class _AlreadyLoaded(Exception):
@@ -78,7 +174,8 @@ class _AlreadyLoaded(Exception):
 
 
 def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceConfig,
-              *, batch_rows: int | None = None) -> FileLoad:
+              *, batch_rows: int | None = None, prepared: Iterator[_Prepared] | None = None) -> FileLoad:
+    """Load one landed file in one transaction; `prepared` are its batches if already typed."""
     now = datetime.now(UTC)
     try:
         with warehouse.transaction() as tx:
@@ -88,8 +185,8 @@ def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str
                 raise _AlreadyLoaded(status[0][0])
             counts = _FileCounts()
             loader = _FileLoader(tx, file_id, source, now)
-            for rows in read_batches(path, source, batch_rows=batch_rows):
-                counts.add(loader.load_batch(rows))
+            for batch in prepared if prepared is not None else _prepare_file(path, source, batch_rows):
+                counts.add(loader.load_batch(batch))
             result = FileLoad(file_id, original_name, source.name, "loaded", counts.received, counts.loaded,
                               counts.quarantined, counts.duplicates)
             tx.execute(
@@ -130,18 +227,20 @@ class _FileLoader:
         self.unloaded_firsts = pl.DataFrame(schema={"event_id": pl.String, "duplicate_of_row_number": pl.Int64,
                                                     **{f"_{c}": t for c, t in _payload_schema().items()}})
 
-    def load_batch(self, rows: pl.DataFrame) -> _FileCounts:
-        normalized = normalize_frame(rows, self.source)
+    def load_batch(self, batch: _Prepared) -> _FileCounts:
+        normalized = batch.normalized
         events = normalized.events
         counts = _FileCounts(received=normalized.rows_received)
         seen = _in_history(self.tx, events, self.source.name)  # every row of the batch whose id is stored
+        earlier = _EMPTY_SEEN.select(*_EARLIER)
         if self.batches and events.height:
             earlier = self._earlier_in_file(events, seen)
-            events = events.join(earlier.select("row_number"), on="row_number", how="anti")
-        else:
-            earlier = _EMPTY_SEEN.select(*_EARLIER)
         self.batches += 1
-        first, repeats, conflicting = split_in_file_duplicates(events, self.source.name)
+        if earlier.height:  # repeats of earlier batches are settled; split what is left again
+            events = events.join(earlier.select("row_number"), on="row_number", how="anti")
+            first, repeats, conflicting = split_in_file_duplicates(events, self.source.name)
+        else:
+            first, repeats, conflicting = batch.split
         history = first.join(seen.filter(pl.col("duplicate_of_file_id") != self.file_id).drop("event_id"),
                              on="row_number")
         new = first.join(history.select("row_number"), on="row_number", how="anti")

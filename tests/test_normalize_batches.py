@@ -179,3 +179,27 @@ def test_quantities_and_times_stay_exact_through_batches(tmp_path, monkeypatch):
                                           ("b", Decimal("12345678901234567890.123456789")), ("c", Decimal("0.1"))]
     assert got[0][2] == datetime(2026, 10, 1, tzinfo=UTC)
     assert got[2][2] == datetime(2026, 10, 1, 0, 0, 0, 500000, tzinfo=UTC)
+
+
+def test_prefetch_hands_batches_over_in_order_and_skips_what_a_load_left(tmp_path, monkeypatch):
+    from normalize.load import _Prefetch
+
+    monkeypatch.setattr(rules, "BATCH_ROWS", 4)
+    a = write_csv(tmp_path / "a.csv", ROWS)  # 14 rows: 4 batches
+    b = write_csv(tmp_path / "b.csv", HISTORY)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("only,two\n1,2\n")
+    source = SourceConfig("s")
+    with _Prefetch([("a", a, source), ("bad", bad, source), ("b", b, source)]) as prefetch:
+        first = next(prefetch.batches("a"))
+        assert first.normalized.rows_received == 4
+        prefetch.skip("a")  # a load that stopped after one batch (e.g. the file was loaded meanwhile)
+        with pytest.raises(rules.FileRejected, match="not found"):
+            list(prefetch.batches("bad"))
+        prefetch.skip("bad")
+        [only] = list(prefetch.batches("b"))
+        assert only.normalized.events["event_id"].to_list() == ["h1", "h2"]
+    with _Prefetch([("a", a, source)]) as prefetch:  # leaving early stops the worker
+        next(prefetch.batches("a"))
+    with _Prefetch([]):
+        pass
