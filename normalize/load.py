@@ -252,9 +252,15 @@ class _FileLoader:
                 *[pl.col(c).alias(f"_{c}") for c in PAYLOAD])])
 
         tag = {"file_id": self.file_id, "source": self.source.name}
-        counts.loaded = self.tx.insert_frame(
-            f"{RAW_SCHEMA}.events", new.select("event_id", *PAYLOAD, "row_number"),
-            constants={**tag, "loaded_at": self.now})
+        columns = ["event_id", *PAYLOAD, "row_number"]
+        if new.height and new.height == normalized.events.height:  # all new: insert what _in_history registered
+            self.tx.insert_registered(f"{RAW_SCHEMA}.events", _INCOMING, columns, {**tag, "loaded_at": self.now})
+            counts.loaded = new.height
+        else:
+            counts.loaded = self.tx.insert_frame(f"{RAW_SCHEMA}.events", new.select(*columns),
+                                                 constants={**tag, "loaded_at": self.now})
+        if normalized.events.height:
+            self.tx.unregister(_INCOMING)
         in_file_key = ["row_number", "event_id", "duplicate_of_row_number"]
         duplicates = pl.concat([
             pl.concat([earlier.filter(pl.col("is_same") == 1).select(*in_file_key), repeats.select(*in_file_key)])
@@ -305,6 +311,7 @@ def _payload_schema() -> dict[str, pl.DataType]:
 _EMPTY_SEEN = pl.DataFrame(schema={"row_number": pl.Int64, "event_id": pl.String, "duplicate_of_file_id": pl.String,
                                    "duplicate_of_row_number": pl.Int64, "is_same": pl.Int32})
 _EARLIER = ["row_number", "event_id", "duplicate_of_row_number", "is_same"]
+_INCOMING = "_incoming_events"  # the batch's events, registered in the transaction by _in_history
 
 
 def _in_history(tx: Tx, events: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -312,15 +319,14 @@ def _in_history(tx: Tx, events: pl.DataFrame, source: str) -> pl.DataFrame:
     earlier batch of this file): the stored row and whether the payload is the same (1) or not (0)."""
     if events.height == 0:
         return _EMPTY_SEEN
-    tx.register("_incoming_events", events.select("row_number", "event_id", *PAYLOAD))
+    tx.register(_INCOMING, events.select("row_number", "event_id", *PAYLOAD))  # the caller unregisters it
     same = " AND ".join(f"e.{c} = i.{c}" for c in PAYLOAD)
     seen = tx.frame(
         f"SELECT i.row_number, i.event_id, e.file_id AS duplicate_of_file_id, e.row_number AS duplicate_of_row_number,"
         f" CASE WHEN {same} THEN 1 ELSE 0 END AS is_same"
-        f" FROM _incoming_events i JOIN {RAW_SCHEMA}.events e ON e.source = ? AND e.event_id = i.event_id",
+        f" FROM {_INCOMING} i JOIN {RAW_SCHEMA}.events e ON e.source = ? AND e.event_id = i.event_id",
         [source],
     )
-    tx.unregister("_incoming_events")
     if seen.height == 0:
         return _EMPTY_SEEN
     return seen.with_columns(pl.col("row_number").cast(pl.Int64), pl.col("duplicate_of_row_number").cast(pl.Int64),

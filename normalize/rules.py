@@ -46,6 +46,7 @@ BATCH_ROWS = 1_000_000  # rows normalized and written at a time: memory is bound
 WHOLE_FILE_BYTES = 256 << 20  # plain CSV files up to this size are parsed in one go (faster than streaming)
 JSONL_BLOCK_BYTES = 128 << 20  # JSON lines are parsed in blocks of about this many bytes
 JSONL_SCHEMA_LINES = 10_000  # keys (columns) of a JSON-lines file: those of its first lines
+JSONL_SCHEMA_BYTES = 8 << 20  # ... within its first 8 MB
 
 
 def _format_of(name: str, source: SourceConfig) -> str:
@@ -188,7 +189,27 @@ def _check_utf8_blocks(path: Path, source: SourceConfig) -> None:
 
 
 def _jsonl_blocks(path: Path, source: SourceConfig) -> Iterator[pl.DataFrame]:
-    """A plain UTF-8 JSON-lines file, parsed in blocks cut at line ends (never inside a line)."""
+    """A plain UTF-8 JSON-lines file, parsed in blocks cut at line ends (never inside a line).
+
+    A file of at most one block is handed to Polars by path (no copy through Python); if Polars
+    refuses it, the block path below reads it again to say exactly why.
+    """
+    size = path.stat().st_size
+    if size <= JSONL_BLOCK_BYTES:
+        with path.open("rb") as handle:
+            head = handle.read(min(size, JSONL_SCHEMA_BYTES))
+        if len(head) == size and (not head or head.isspace()):
+            return
+        cut = len(head) if len(head) == size else head.rfind(b"\n") + 1
+        if head[:cut].strip():
+            try:
+                schema = _jsonl_schema(head[:cut], path.name)
+                frame = pl.read_ndjson(path, schema=schema)
+            except (FileRejected, pl.exceptions.PolarsError, ValueError):
+                pass  # the block path names the problem (e.g. the first byte that is not UTF-8)
+            else:
+                yield frame
+                return
     schema = None
     offset = 0
     carry = b""
@@ -219,7 +240,8 @@ def _jsonl_blocks(path: Path, source: SourceConfig) -> Iterator[pl.DataFrame]:
 
 
 def _jsonl_schema(data: bytes, name: str) -> dict[str, pl.DataType]:
-    """Columns of a JSON-lines file, all text: the keys of its first `JSONL_SCHEMA_LINES` lines.
+    """Columns of a JSON-lines file, all text: the keys of its first `JSONL_SCHEMA_LINES` lines
+    (of its first `JSONL_SCHEMA_BYTES` when the file is read by path).
 
     Nested values (lists, objects) are refused as before: they are not a usage row's fields.
     """

@@ -95,6 +95,15 @@ class Tx:
         else:
             self._conn.register(name, frame.to_arrow())
 
+    def insert_registered(self, table: str, name: str, columns: Sequence[str],
+                          constants: Mapping[str, Any] | None = None) -> None:
+        """Append the `columns` of a frame made queryable by `register` to `table`, plus `constants`
+        (as in `insert_frame`); saves converting the same frame a second time."""
+        constants = dict(constants or {})
+        targets = ", ".join([*columns, *constants])
+        values = ", ".join([*columns, *("?" for _ in constants)])
+        self.execute(f"INSERT INTO {table} ({targets}) SELECT {values} FROM {name}", list(constants.values()) or None)
+
     def unregister(self, name: str) -> None:
         """Forget a frame made queryable by `register` (before the transaction ends)."""
         if self.dialect == "postgres":
