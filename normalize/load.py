@@ -316,21 +316,29 @@ _INCOMING = "_incoming_events"  # the batch's events, registered in the transact
 
 def _in_history(tx: Tx, events: pl.DataFrame, source: str) -> pl.DataFrame:
     """For each row of `events` whose (source, event_id) is already in raw.events (history, or an
-    earlier batch of this file): the stored row and whether the payload is the same (1) or not (0)."""
+    earlier batch of this file): the stored row and whether the payload is the same (1) or not (0).
+
+    The warehouse only finds the stored rows whose id is in the batch (a semi join: it scans the
+    source's ids once and returns the few matches); the payloads are compared here.
+    """
     if events.height == 0:
         return _EMPTY_SEEN
     tx.register(_INCOMING, events.select("row_number", "event_id", *PAYLOAD))  # the caller unregisters it
-    same = " AND ".join(f"e.{c} = i.{c}" for c in PAYLOAD)
-    seen = tx.frame(
-        f"SELECT i.row_number, i.event_id, e.file_id AS duplicate_of_file_id, e.row_number AS duplicate_of_row_number,"
-        f" CASE WHEN {same} THEN 1 ELSE 0 END AS is_same"
-        f" FROM {_INCOMING} i JOIN {RAW_SCHEMA}.events e ON e.source = ? AND e.event_id = i.event_id",
+    ids_in_batch = (f"SEMI JOIN {_INCOMING} i ON e.event_id = i.event_id WHERE e.source = ?" if tx.dialect == "duckdb"
+                    else f"WHERE e.source = ? AND EXISTS (SELECT 1 FROM {_INCOMING} i WHERE i.event_id = e.event_id)")
+    stored = tx.frame(
+        f"SELECT e.event_id, e.file_id AS duplicate_of_file_id, e.row_number AS duplicate_of_row_number, "
+        f"{', '.join(f'e.{c} AS _{c}' for c in PAYLOAD)} FROM {RAW_SCHEMA}.events e {ids_in_batch}",
         [source],
     )
-    if seen.height == 0:
+    if stored.height == 0:
         return _EMPTY_SEEN
-    return seen.with_columns(pl.col("row_number").cast(pl.Int64), pl.col("duplicate_of_row_number").cast(pl.Int64),
-                             pl.col("is_same").cast(pl.Int32))
+    stored = stored.with_columns(pl.col("_occurred_at").dt.convert_time_zone("UTC"),  # DuckDB says Etc/UTC
+                                 pl.col("_quantity").cast(pl.Decimal(38, 9)))
+    same = pl.all_horizontal([pl.col(c) == pl.col(f"_{c}") for c in PAYLOAD])
+    return events.join(stored, on="event_id").select(
+        "row_number", "event_id", pl.col("duplicate_of_file_id").cast(pl.String),
+        pl.col("duplicate_of_row_number").cast(pl.Int64), same.cast(pl.Int32).alias("is_same"))
 
 
 def _reject(warehouse: Warehouse, file_id: str, original_name: str, source: str, error: str) -> FileLoad:

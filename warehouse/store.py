@@ -18,6 +18,7 @@ import polars as pl
 from .schema import ddl
 
 RAW_SCHEMA = "raw"
+SESSION_MEMORY_LIMIT = "1GB"  # DuckDB's memory during a `Warehouse.session()` (a normalize run)
 
 
 class Tx:
@@ -182,6 +183,9 @@ class Warehouse:
             # Many small commits: let the write-ahead log grow instead of checkpointing every ~16 MB
             # (each checkpoint rewrites the table's last row groups); one checkpoint at the end.
             conn.execute("SET checkpoint_threshold = '1GB'")
+            # Bounded memory whatever the history size: DuckDB's buffer pool (which keeps the blocks
+            # it scanned, e.g. every stored event id) may otherwise grow to 80% of the machine's RAM.
+            conn.execute(f"SET memory_limit = '{SESSION_MEMORY_LIMIT}'")
         self._local.conn = conn
         try:
             yield
@@ -190,6 +194,7 @@ class Warehouse:
             try:
                 if self.dialect == "duckdb":
                     conn.execute("RESET checkpoint_threshold")
+                    conn.execute("RESET memory_limit")
                     conn.execute("CHECKPOINT")
             finally:
                 conn.close()
