@@ -261,15 +261,28 @@ def _provisioned_days(catalog: Catalog, period: Period) -> pl.DataFrame:
 
 
 class _Index:
-    """Contracts by customer and rates by (product, currency), so the per-day walk stays cheap."""
+    """Contracts by customer and rates by (product, currency) and by who they apply to, so the
+    per-day walk looks at a handful of rates, not at every customer's overrides."""
 
     def __init__(self, catalog: Catalog):
         self.contracts: dict[str, list[Contract]] = {}
         for contract in catalog.contracts.values():
             self.contracts.setdefault(contract.customer_id, []).append(contract)
         self.rates: dict[tuple[str, str], list[Rate]] = {}
+        # (level, product, currency, owner) -> rates in catalog order; owner: customer, contract,
+        # rate class, or None for product defaults
+        self.by_owner: dict[tuple[str, str, str, str | None], list[Rate]] = {}
         for rate in catalog.rates.values():
             self.rates.setdefault((rate.product_id, rate.currency), []).append(rate)
+            key = (rate.product_id, rate.currency)
+            if rate.level == "account_override":
+                self.by_owner.setdefault(("account", *key, rate.customer_id), []).append(rate)
+            if rate.contract_id is not None:
+                self.by_owner.setdefault(("contract", *key, rate.contract_id), []).append(rate)
+            if rate.rate_class_id is not None:
+                self.by_owner.setdefault(("rate_class", *key, rate.rate_class_id), []).append(rate)
+            if rate.level == "product_default":
+                self.by_owner.setdefault(("default", *key, None), []).append(rate)
 
 
 def _contract_on(index: _Index, account: str, day: date) -> Contract | None:
@@ -281,22 +294,27 @@ def _contract_on(index: _Index, account: str, day: date) -> Contract | None:
 
 def find_rate(catalog: Catalog, account: str, product_id: str, day: date,
               index: _Index | None = None) -> tuple[str, Rate | None]:
-    """(currency, rate) for a billing account's product on one day; rate None when nothing applies."""
+    """(currency, rate) for a billing account's product on one day; rate None when nothing applies.
+
+    The first rate in force that day, in catalog order, of: the account's override, the contract
+    in force, the rate class (the contract's, else the account's), the product default.
+    """
     index = index or _Index(catalog)
     contract = _contract_on(index, account, day)
     currency = contract.currency if contract else catalog.customers[account].currency
     rate_class = (contract.rate_class_id if contract and contract.rate_class_id
                   else catalog.customers[account].rate_class_id)
-    candidates = [r for r in index.rates.get((product_id, currency), ()) if r.effective_on(day)]
-    matches = (
-        lambda r: r.level == "account_override" and r.customer_id == account,
-        lambda r: contract is not None and r.contract_id == contract.contract_id,
-        lambda r: rate_class is not None and r.rate_class_id == rate_class,
-        lambda r: r.level == "product_default",
+    levels = (
+        ("account", account),
+        ("contract", contract.contract_id if contract is not None else None),
+        ("rate_class", rate_class),
+        ("default", None),
     )
-    for match in matches:
-        for rate in candidates:
-            if match(rate):
+    for level, owner in levels:
+        if owner is None and level != "default":
+            continue
+        for rate in index.by_owner.get((level, product_id, currency, owner), ()):
+            if rate.effective_on(day):
                 return currency, rate
     return currency, None
 
