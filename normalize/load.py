@@ -100,7 +100,9 @@ def _prepare(rows: pl.DataFrame, source: SourceConfig) -> _Prepared:
 
 def _prepare_file(path: Path, source: SourceConfig, batch_rows: int | None = None) -> Iterator[_Prepared]:
     for rows in read_batches(path, source, batch_rows=batch_rows):
-        yield _prepare(rows, source)
+        prepared = _prepare(rows, source)
+        del rows  # not held while the prepared batch waits to be written
+        yield prepared
 
 
 class _Prefetch:

@@ -92,8 +92,7 @@ def read_batches(path: Path, source: SourceConfig, *, batch_rows: int | None = N
         else:
             yield from _rebatch(iter([_read_csv(path, path.name, source)]), batch_rows)
         return
-    frame = _read_whole(path, source, max_expanded_bytes or MAX_EXPANDED_BYTES)
-    yield from _rebatch(iter([frame]), batch_rows)
+    yield from _rebatch(iter([_read_whole(path, source, max_expanded_bytes or MAX_EXPANDED_BYTES)]), batch_rows)
 
 
 def _read_whole(path: Path, source: SourceConfig, limit: int) -> pl.DataFrame:
@@ -111,7 +110,11 @@ def _read_whole(path: Path, source: SourceConfig, limit: int) -> pl.DataFrame:
 
 
 def _rebatch(frames: Iterator[pl.DataFrame], batch_rows: int) -> Iterator[pl.DataFrame]:
-    """Number rows across the file (1-based) and cut them into frames of at most `batch_rows`."""
+    """Number rows across the file (1-based) and cut them into frames of at most `batch_rows`.
+
+    No local variable holds a yielded frame, so a batch the caller has dropped is freed while
+    this generator waits.
+    """
     pending: list[pl.DataFrame] = []
     held = 0
     row = 1
@@ -122,15 +125,21 @@ def _rebatch(frames: Iterator[pl.DataFrame], batch_rows: int) -> Iterator[pl.Dat
             header = frame if header is None else header
             continue
         row += frame.height
-        pending.append(frame)
         held += frame.height
+        pending.append(frame)
+        del frame
         while held >= batch_rows:
-            whole = pl.concat(pending) if len(pending) > 1 else pending[0]
-            yield whole.slice(0, batch_rows)
-            rest = whole.slice(batch_rows)
-            pending, held = ([rest], rest.height) if rest.height else ([], 0)
+            if len(pending) > 1:
+                pending[:] = [pl.concat(pending)]
+            pending.append(pending[0].slice(batch_rows))
+            held = pending[-1].height
+            yield pending.pop(0).slice(0, batch_rows)
+            if not held:
+                pending.clear()
     if pending:
-        yield pl.concat(pending) if len(pending) > 1 else pending[0]
+        if len(pending) > 1:
+            pending[:] = [pl.concat(pending)]
+        yield pending.pop()
     elif row == 1:
         yield header if header is not None else pl.DataFrame(schema={"row_number": pl.Int64})
 
