@@ -7,6 +7,7 @@
 2. Runs the stages in this process through `billing.runner`, exactly as `billing run` does:
    catalog (prepare + load_catalog_stage), collect, normalize, rate (dbt build) for the demo's last
    month, check. Settings come from `billing.config.load_settings` with BILLING_HOME = the folder.
+   Then, not a stage: the independent re-rater reading raw.events (`quality.rerate.rerate_warehouse`).
 3. Compares CSV parsing + typing only: our `read_rows` + `normalize_frame` against a typical pandas
    script, on the same CSV usage files.
 
