@@ -243,9 +243,13 @@ class _FileLoader:
             first, repeats, conflicting = split_in_file_duplicates(events, self.source.name)
         else:
             first, repeats, conflicting = batch.split
-        history = first.join(seen.filter(pl.col("duplicate_of_file_id") != self.file_id).drop("event_id"),
-                             on="row_number")
-        new = first.join(history.select("row_number"), on="row_number", how="anti")
+        stored_elsewhere = seen.filter(pl.col("duplicate_of_file_id") != self.file_id).drop("event_id")
+        if stored_elsewhere.height == 0:  # the usual case: every first occurrence is new
+            history = first.clear().join(stored_elsewhere, on="row_number")
+            new = first
+        else:
+            history = first.join(stored_elsewhere, on="row_number")
+            new = first.join(history.select("row_number"), on="row_number", how="anti")
         history_dups = history.filter(pl.col("is_same") == 1)
         history_conflicts = history.filter(pl.col("is_same") == 0)
         if history.height:

@@ -363,7 +363,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
         _product_id=text["product_id"],
         _quantity=_scaled(quantity_text.str.to_decimal(scale=SCALE), source.quantity_scale),
         _has_zone=has_zone,
-        _occurred_at=pl.when(has_zone).then(zoned),  # naive timestamps: only for the rows that need it, below
+        _occurred_at=zoned,  # kept only with a zone (below); naive timestamps: only for the rows that need it
         _quantity_ok=quantity_text.str.contains(_DECIMAL_TEXT),
         _too_precise=quantity_text.str.contains(rf"\.\d{{{SCALE + 1},}}$"),  # more than SCALE places
     )
@@ -373,16 +373,20 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
         pl.col("_quantity_ok"),
         pl.col("_too_precise").fill_null(False).not_(),
         quantity >= 0,  # null (out of range) is not fine either
+        pl.col("_has_zone"),
         pl.col("_occurred_at").is_not_null(),
     ]
     if source.quantity_scale != 1:
         fine.append(quantity == quantity.cast(QUANTITY))
     ok = pl.all_horizontal([condition.fill_null(False) for condition in fine])
     typed = typed.with_columns(_ok=ok)
-    good = typed.filter(pl.col("_ok"))
-    rest = typed.filter(~pl.col("_ok"))
     typed_events = ["row_number", *[pl.col(f"_{f}").alias(f) for f in EVENT_FIELDS]]
-    events = good.select(typed_events)
+    if typed.select(pl.col("_ok").all()).item():  # the usual case: no row to set aside, nothing to copy
+        events = typed.select(typed_events)
+        rest = typed.clear()
+    else:
+        events = typed.filter(pl.col("_ok")).select(typed_events)
+        rest = typed.filter(~pl.col("_ok"))
     original = [c for c in rows.columns if c not in ("row_number", "_derived_event_id")]
     quarantine = _empty_quarantine()
     if rest.height:
