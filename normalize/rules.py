@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
+import json
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -210,7 +211,7 @@ def _jsonl_blocks(path: Path, source: SourceConfig) -> Iterator[pl.DataFrame]:
         if len(head) == size and (not head or head.isspace()):
             return
         cut = len(head) if len(head) == size else head.rfind(b"\n") + 1
-        if head[:cut].strip():
+        if head[:cut].strip() and not _may_round_numbers(path.read_bytes()):
             try:
                 schema = _jsonl_schema(head[:cut], path.name)
                 frame = pl.read_ndjson(path, schema=schema)
@@ -267,9 +268,54 @@ def _jsonl_schema(data: bytes, name: str) -> dict[str, pl.DataType]:
 
 def _read_jsonl(data: bytes, name: str, schema: dict[str, pl.DataType]) -> pl.DataFrame:
     try:
+        if _may_round_numbers(data):
+            return _read_jsonl_exact(data, schema)
         return pl.read_ndjson(io.BytesIO(data), schema=schema)
     except (pl.exceptions.PolarsError, ValueError) as exc:
         raise FileRejected(f"'{name}' cannot be read as jsonl: {exc}") from None
+
+
+# Polars parses every JSON number with a fraction or exponent as a binary float, and a float keeps
+# about 15 significant digits: 1234567.123456789 would come back as 1234567.1234567890 or worse.
+# A bare number of 17 or more digit-or-dot characters is the only kind that can lose digits, so a
+# block holding one (rare: quantities seldom carry 16 digits) is parsed by Python's json instead,
+# with every number kept as its exact decimal text.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789.", b"0" * 11)
+_LONG_BARE_NUMBER = (b":" + b"0" * 17, b":-" + b"0" * 17)
+
+
+def _may_round_numbers(data: bytes) -> bool:
+    if data.translate(_DIGITS_AS_ZERO).find(b"0" * 17) < 0:  # fast: no run of 17 digits anywhere
+        return False
+    squeezed = data.translate(_DIGITS_AS_ZERO, b" \t\r\n")
+    return any(squeezed.find(pattern) >= 0 for pattern in _LONG_BARE_NUMBER)
+
+
+def _read_jsonl_exact(data: bytes, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """JSON lines as text columns, numbers as their exact decimal text (the slow, rare path)."""
+    def text(value: object) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"a nested value {json.dumps(value)[:40]} is not a usage row's field")
+        return value  # already exact text (parse_float / parse_int below)
+
+    columns: dict[str, list[str | None]] = {column: [] for column in schema}
+    for number, line in enumerate(data.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line, parse_float=lambda s: format(Decimal(s), "f"), parse_int=str,
+                                parse_constant=str)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"line {number} is not a JSON object")
+        for column, values in columns.items():
+            values.append(text(record.get(column)))
+    return pl.DataFrame(columns, schema=schema)
 
 
 def _expand(path: Path, data: bytes, limit: int) -> tuple[str, bytes]:

@@ -137,3 +137,17 @@ def test_json_lines_quantities_stay_exact(tmp_path):
     path.write_bytes(b'{"event_id":"e1","customer_id":"C1","product_id":"A","quantity":"0.1",'
                      b'"occurred_at":"2026-10-01T00:00:00Z"}\n')
     assert normalized(path).events["quantity"].to_list() == [Decimal("0.1")]
+
+
+def test_json_number_quantities_keep_every_digit(tmp_path):
+    # A bare JSON number of 16+ significant digits does not survive a binary float; each of these
+    # must arrive digit for digit, in a file where the other rows take the fast path's shapes.
+    exact = ["1234567.123456789", "98765432109876543.5", "0.1", "12", "1e3"]
+    lines = [f'{{"event_id":"e{i}","customer_id":"C1","product_id":"A","quantity": {q},'
+             f'"occurred_at":"2026-10-01T00:00:00Z","flag":true,"note":null}}' for i, q in enumerate(exact)]
+    for path in (tmp_path / "u.jsonl", tmp_path / "u.jsonl.gz"):
+        body = ("\n".join(lines) + "\n").encode()
+        path.write_bytes(gzip.compress(body) if path.suffix == ".gz" else body)
+        result = normalized(path)
+        assert result.quarantine.height == 0
+        assert result.events["quantity"].to_list() == [Decimal(q) for q in exact]
