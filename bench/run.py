@@ -1,9 +1,11 @@
 """Benchmark the billing pipeline: wall time, events per second and peak memory (RSS) per stage.
 
-    python -m bench.run [--events 1000000] [--customers 240] [--keep]     (or: EVENTS=... make bench)
+    python -m bench.run [--events 1000000] [--customers 240] [--formats mixed|csv|jsonl] [--keep]
+    (or: EVENTS=... make bench)
 
 1. Generates the demo dataset (`billing.demo.generate_demo`, defects planted) into a fresh temporary
-   folder; timed on its own, it is not a pipeline stage.
+   folder; timed on its own, it is not a pipeline stage. `--formats csv` makes every usage file CSV
+   (the default `mixed` alternates CSV and JSON lines, as the demo does).
 2. Runs the stages in this process through `billing.runner`, exactly as `billing run` does:
    catalog (prepare + load_catalog_stage), collect, normalize, rate (dbt build) for the demo's last
    month, check. Settings come from `billing.config.load_settings` with BILLING_HOME = the folder.
@@ -255,22 +257,26 @@ class Result:
     csv_files: int = 0
     csv_bytes: int = 0
     notes: list[str] = field(default_factory=list)
+    formats: str = "mixed"
 
 
-def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3) -> Result:
+FORMATS = {"mixed": ("csv", "jsonl"), "csv": ("csv",), "jsonl": ("jsonl",)}  # --formats -> generate_demo
+
+
+def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, formats: str = "mixed") -> Result:
     from billing import runner
     from billing.config import load_settings
     from billing.demo import generate_demo
     from billing.periods import month_window
 
     with measure("generate demo data") as m:
-        summary = generate_demo(home, events=events, customers=customers, defects=True)
+        summary = generate_demo(home, events=events, customers=customers, defects=True, formats=FORMATS[formats])
     generated = m.figure
     generated.events = summary.rows_written
     size = sum(p.stat().st_size for p in summary.files)
-    generated.note = (f"{len(summary.files)} files, {size / 1e6:,.0f} MB, {summary.customers} customers, "
+    generated.note = (f"{len(summary.files)} {formats} files, {size / 1e6:,.0f} MB, {summary.customers} customers, "
                       f"months {', '.join(summary.months)}")
-    result = Result(generated)
+    result = Result(generated, formats=formats)
     console.print(f"  {generated.note} ({_secs(generated.seconds)} s)")
 
     # An empty config file pins the settings to BILLING_HOME's defaults: a ./billing.yaml or BILLING_*
@@ -451,6 +457,11 @@ def report(result: Result, events: int, elapsed: float) -> None:
     if polars and pandas_fig and polars.rate and pandas_fig.rate:
         console.print(f"polars normalize / pandas, events per second on the CSV files: "
                       f"[bold]{polars.rate / pandas_fig.rate:.2f}x[/bold]")
+    normalize = next((f for f in stages if f.name == "normalize"), None)
+    if normalize is not None and normalize.rate:
+        console.print(f"normalize ({result.formats} files): [bold]{normalize.events:,} events in "
+                      f"{normalize.seconds:.2f} s = {normalize.rate:,.0f} events/s[/bold] "
+                      f"({normalize.cpu_seconds:.1f} CPU s, peak RSS {_mib(normalize.peak_kib)} MiB)")
     for note in result.notes:
         console.print(f"[dim]{note}[/dim]")
     import duckdb
@@ -475,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events to generate (default 1,000,000)")
     parser.add_argument("--customers", type=int, default=240, help="customers in the demo catalog (default 240)")
+    parser.add_argument("--formats", choices=sorted(FORMATS), default="mixed",
+                        help="usage file formats: mixed (default: odd parts CSV, even parts JSON lines), csv or jsonl only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print where it is")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of the CSV-only Polars/pandas comparison; the best of each is shown (default 3)")
@@ -486,10 +499,10 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="billing-bench-"))
     started = time.perf_counter()
-    console.print(f"benchmark: {args.events:,} events, {args.customers} customers, in {home}")
+    console.print(f"benchmark: {args.events:,} events ({args.formats} files), {args.customers} customers, in {home}")
     console.print(f"[dim]peak RSS measured as {PeakRss.method()}; load average {_load()}[/dim]")
     try:
-        result = run_pipeline(home, args.events, args.customers, args.repeat)
+        result = run_pipeline(home, args.events, args.customers, args.repeat, args.formats)
         report(result, args.events, time.perf_counter() - started)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")

@@ -455,8 +455,12 @@ _OUR_FILES = re.compile(r"usage-\d{4}-\d{2}-part\d+(_resent)?\.(csv|jsonl)")
 
 def generate_demo(out_dir: Path, *, customers: int = 240, events: int = 60_000,
                   months: tuple[str, ...] = DEFAULT_MONTHS, seed: int = 7,
-                  defects: bool = True) -> DemoSummary:
+                  defects: bool = True, formats: tuple[str, ...] = ("csv", "jsonl")) -> DemoSummary:
     """Write `out_dir/catalog.yaml` and usage files into `out_dir/inbox/`; see the module docstring.
+
+    `formats` are the file formats of parts 1, 2, 3, ... in turn (`csv`, `jsonl`): the default
+    alternates (odd parts CSV, even parts JSON lines); `("csv",)` writes CSV files only (the benchmark's
+    `--formats csv`).
 
     Usage files left in the inbox by an earlier run under this generator's names
     (`usage-YYYY-MM-partN[_resent].csv|jsonl`) and not written by this run are removed, so the inbox
@@ -472,6 +476,9 @@ def generate_demo(out_dir: Path, *, customers: int = 240, events: int = 60_000,
         raise ValueError(f"months must be a non-empty list of distinct YYYY-MM, got {months}")
     for m in months:
         _month_bounds(m)
+    formats = tuple(formats)
+    if not formats or any(f not in ("csv", "jsonl") for f in formats):
+        raise ValueError(f"formats must be a non-empty list of csv / jsonl, got {formats}")
 
     c = _customers(customers, seed)
     inbox = out_dir / "inbox"
@@ -506,7 +513,7 @@ def generate_demo(out_dir: Path, *, customers: int = 240, events: int = 60_000,
             rows = per_part[mi][part - 1]
             frame = _file_frame(c, ids, month, mi, part, plan[mi], rows, next_n, seed)
             next_n += rows
-            name = f"usage-{month}-part{part}.{'csv' if part % 2 else 'jsonl'}"
+            name = f"usage-{month}-part{part}.{formats[(part - 1) % len(formats)]}"
             if defects:
                 inserts = []
                 if (mi, part) == (first_m, 1):
