@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -163,34 +163,69 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+LOCAL_DAY_PADDING = timedelta(days=2)  # every time zone's local day lies inside its UTC day padded by 2 days
+
+
+def _instant(day: date) -> datetime:
+    """Midnight UTC at the start of `day`."""
+    return datetime.combine(day, time(), UTC)
+
+
 def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
     """Nothing lost: per file, rows received = events + quarantined + duplicates; per billing account
-    and product (sum meters), units in the period's valid events = units invoiced + units reported unrated."""
+    and product (sum meters), units in the period's valid events = units invoiced + units reported unrated.
+
+    Rows are checked for the files of the period, not every file ever received (an old broken file
+    would otherwise be a finding of every later month). A landed file belongs to the period when
+    (a) it was received in the period's UTC window: `raw.landed_files.received_at` (its first
+        delivery; a re-delivery of the same bytes loads nothing and does not count) in
+        [period start 00:00 UTC, period end 00:00 UTC); or
+    (b) it contributed events to the period: at least one of its rows in `raw.events` falls on a local
+        day of the period in its customer's time zone (UTC for an unknown customer), the day rating
+        puts it on (int_events_localized).
+    So a file of October usage delivered on 1 November is checked with October (its events) and with
+    November (its receipt), and with no month after that. Files not normalized yet (rows_received
+    NULL) are not checked."""
+    lo, hi = _instant(period.start), _instant(period.end)
     files = _rows(tx, """
-        WITH counted AS (
-            SELECT file_id, COUNT(*) AS n, 'events' AS kind FROM raw.events GROUP BY file_id
+        WITH in_period AS (
+            SELECT file_id FROM raw.landed_files WHERE received_at >= ? AND received_at < ?
+            UNION
+            SELECT e.file_id
+            FROM raw.events e
+            LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
+            WHERE e.occurred_at >= ? AND e.occurred_at < ?
+              AND CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) >= ?
+              AND CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) < ?
+        ),
+        counted AS (
+            SELECT file_id, COUNT(*) AS n, 'events' AS kind FROM raw.events
+            WHERE file_id IN (SELECT file_id FROM in_period) GROUP BY file_id
             UNION ALL
-            SELECT file_id, COUNT(*), 'quarantined' FROM raw.quarantine GROUP BY file_id
+            SELECT file_id, COUNT(*), 'quarantined' FROM raw.quarantine
+            WHERE file_id IN (SELECT file_id FROM in_period) GROUP BY file_id
             UNION ALL
-            SELECT file_id, COUNT(*), 'duplicates' FROM raw.duplicates GROUP BY file_id
+            SELECT file_id, COUNT(*), 'duplicates' FROM raw.duplicates
+            WHERE file_id IN (SELECT file_id FROM in_period) GROUP BY file_id
         ),
         per_file AS (
-            SELECT f.file_id, f.source, f.original_name, f.landing_path, f.rows_received,
+            SELECT f.file_id, f.source, f.original_name, f.landing_path, f.received_at, f.rows_received,
                    COALESCE(SUM(CASE WHEN c.kind = 'events' THEN c.n END), 0) AS events,
                    COALESCE(SUM(CASE WHEN c.kind = 'quarantined' THEN c.n END), 0) AS quarantined,
                    COALESCE(SUM(CASE WHEN c.kind = 'duplicates' THEN c.n END), 0) AS duplicates
             FROM raw.landed_files f LEFT JOIN counted c ON c.file_id = f.file_id
-            WHERE f.rows_received IS NOT NULL
-            GROUP BY f.file_id, f.source, f.original_name, f.landing_path, f.rows_received
+            WHERE f.rows_received IS NOT NULL AND f.file_id IN (SELECT file_id FROM in_period)
+            GROUP BY f.file_id, f.source, f.original_name, f.landing_path, f.received_at, f.rows_received
         )
         SELECT * FROM per_file WHERE rows_received <> events + quarantined + duplicates
-        ORDER BY source, original_name, file_id""", [])
+        ORDER BY source, original_name, file_id""",
+                  [lo, hi, lo - LOCAL_DAY_PADDING, hi + LOCAL_DAY_PADDING, period.start, period.end])
     for f in files:
         f["kind"] = "rows"
         f["missing_rows"] = _ranges(_missing_rows(tx, f["file_id"], int(f["rows_received"])))
-        f["detail"] = (f"file {f['original_name']} ({f['file_id']}, source {f['source']}): {f['rows_received']} rows "
-                       f"received, {f['events']} events + {f['quarantined']} quarantined + {f['duplicates']} "
-                       "duplicates in the warehouse"
+        f["detail"] = (f"file {f['original_name']} ({f['file_id']}, source {f['source']}, received "
+                       f"{f['received_at']}): {f['rows_received']} rows received, {f['events']} events + "
+                       f"{f['quarantined']} quarantined + {f['duplicates']} duplicates in the warehouse"
                        + (f"; rows {f['missing_rows']} are in none of them (the landed file "
                           f"{f['landing_path']} still holds them)" if f["missing_rows"] else ""))
     # Units of sum-metered (or unknown) products: everything on a local day of the period must be

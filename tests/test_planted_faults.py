@@ -203,3 +203,47 @@ def test_the_findings_mart_holds_exactly_the_planted_faults(planted):
     for name in CHECKS[:-1]:
         assert f"check {name}: FAILED" in printed
     assert "check anomalies: WARNING" in printed  # a warning: it does not block finalization
+
+
+# Each month's usage file as it arrives in production: during (or at the end of) its month.
+RECEIVED = {"usage-2026-07.csv": "2026-07-31 18:00:00+00", "usage-2026-08.csv": "2026-08-31 18:00:00+00",
+            "usage-2026-09.csv": "2026-09-30 18:00:00+00", "october-main.csv": "2026-10-31 18:00:00+00",
+            "october-dogwood.csv": "2026-10-31 18:00:00+00"}
+
+
+def test_conservation_names_a_broken_file_in_its_own_periods_only(planted, tmp_path):
+    """A file is checked with the periods it contributed events to and the period it was received in;
+    october-dogwood.csv (rows 2-3 lost) is a finding of October, not of the months that follow."""
+    from billing.periods import month_window
+    from catalog.load import load_catalog
+    from quality import checks as q
+    from warehouse.store import Warehouse
+
+    path, _ = planted
+    copy = tmp_path / "warehouse.duckdb"
+    query(path, "checkpoint")
+    shutil.copy(path, copy)
+    for name, at in RECEIVED.items():
+        query(copy, "update raw.landed_files set received_at = cast(? as timestamptz) where original_name = ?",
+              [at, name])
+
+    def files_at_fault(month: str) -> list[str]:
+        with Warehouse(duckdb_path=copy).transaction() as tx:
+            outcome = q.conservation(tx, month_window(month), load_catalog(DATA / "catalog.yaml"))
+        return [f["original_name"] for f in outcome.findings if f["kind"] == "rows"]
+
+    assert files_at_fault("2026-10") == ["october-dogwood.csv"]
+    assert files_at_fault("2026-11") == []  # before: every later month named it again
+    assert files_at_fault("2026-09") == []
+
+    # Delivered after October closed: checked with October (its events) and with November (its receipt).
+    query(copy, "update raw.landed_files set received_at = timestamptz '2026-11-01 00:30:00+00' "
+                "where original_name = 'october-dogwood.csv'")
+    assert files_at_fault("2026-10") == ["october-dogwood.csv"]
+    assert files_at_fault("2026-11") == ["october-dogwood.csv"]
+    assert files_at_fault("2026-12") == []
+
+    # A file that lost every one of its events is still checked with the month it was received in.
+    query(copy, "delete from raw.events where file_id = ?", [sha256("usage-2026-08.csv")])
+    assert files_at_fault("2026-08") == ["usage-2026-08.csv"]
+    assert files_at_fault("2026-10") == ["october-dogwood.csv"]
