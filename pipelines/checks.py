@@ -1,8 +1,9 @@
 """Quality checks as Dagster asset checks (logic: quality/checks.py and quality/expectations.py).
 
-`invoice_checks` (what definitions.py registers) holds the checks of quality/checks.py on
-marts/fct_invoices and the Great Expectations suites: `events_expectations` on raw/events and
-`invoice_expectations` on marts/fct_invoices.
+- `quality_checks`: the checks of quality/checks.py (unrated_usage, ..., anomalies), on marts/fct_invoices;
+- `expectation_checks`: the Great Expectations suites, `events_expectations` on raw/events and
+  `invoice_expectations` on marts/fct_invoices;
+- `asset_checks`: both lists, what definitions.py registers.
 """
 
 import dagster as dg
@@ -43,7 +44,7 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
     return _check
 
 
-invoice_checks = [_make(fn) for fn in q.CHECKS]
+quality_checks = [_make(fn) for fn in q.CHECKS]
 
 
 # --- Great Expectations suites (quality/expectations.py) ---------------------------------------------
@@ -119,5 +120,6 @@ def invoice_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
 
 
 expectation_checks = [events_expectations, invoice_expectations]
-# The code location (definitions.py) registers `invoice_checks`: every check of this module.
-invoice_checks += expectation_checks
+
+# What the code location (definitions.py) registers: every check of this module.
+asset_checks = [*quality_checks, *expectation_checks]

@@ -10,7 +10,7 @@ import dagster as dg
 from billing.config import Settings, load_settings
 from collectors.sources import load_sources
 
-from .checks import invoice_checks
+from .checks import asset_checks
 from .ingest import DEFAULT_SOURCE, build_landed_files, build_source_asset, catalog, raw_events
 from .rating import billing_dbt_models, dbt_resource
 from .sensors import build_collect_job, build_sensors
@@ -35,7 +35,7 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=[*(build_source_asset(source) for source in configured), build_landed_files(names),
                 catalog, raw_events, billing_dbt_models],
-        asset_checks=invoice_checks,
+        asset_checks=asset_checks,
         jobs=[billing_month_job, collect_job],
         schedules=[month_end_schedule],
         sensors=build_sensors(sources, collect_job),

@@ -24,6 +24,17 @@ def test_definitions_load_with_the_billing_graph():
     # The Great Expectations suites: on the normalized events and on the invoices.
     assert dg.AssetCheckKey(dg.AssetKey(["raw", "events"]), "events_expectations") in graph.asset_check_keys
     assert dg.AssetCheckKey(dg.AssetKey(["marts", "fct_invoices"]), "invoice_expectations") in graph.asset_check_keys
+    # Each list of pipelines/checks.py holds what its name says; the code location registers both.
+    from pipelines.checks import asset_checks, expectation_checks, quality_checks
+
+    def names(checks):
+        return [key.name for check in checks for key in check.check_keys]
+
+    assert names(quality_checks) == ["unrated_usage", "missed_customers", "invoice_totals", "misrated_lines",
+                                     "conservation", "anomalies"]
+    assert names(expectation_checks) == ["events_expectations", "invoice_expectations"]
+    assert names(asset_checks) == names(quality_checks) + names(expectation_checks)
+    assert set(names(asset_checks)) <= checks  # with the dbt tests, also asset checks
 
     job = defs.resolve_job_def("billing_month")
     assert job.partitions_def is not None
