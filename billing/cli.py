@@ -1,8 +1,9 @@
 """`billing`: run a billing month from the command line, for people who schedule from elsewhere.
 
     billing run --month 2026-10        collect, normalize, load the catalog, rate, check
+                [--expectations]       ... and run the Great Expectations suites (about 8 s more)
     billing upload FILE [--source S]   drop a file into the upload inbox (landed on the next run)
-    billing demo [--events N]          generate the demo dataset and bill its last month
+    billing demo [--events N] [--expectations]  generate the demo dataset and bill its last month
     billing explain LINE_ID [--events] why a line's amount is what it is: rate, tiers, usage, files
 
 Where the catalog, the inbox and the warehouse are: billing.yaml or the environment (docs/config.md).
@@ -50,9 +51,14 @@ def _stage(name: str):
     return _Stage()
 
 
-def run_month(settings: Settings, month: str) -> int:
-    """Bill one month end to end; returns a process exit code (0 even when checks find problems)."""
+def run_month(settings: Settings, month: str, expectations: bool = False) -> int:
+    """Bill one month end to end; returns a process exit code (0 even when checks find problems).
+
+    With `expectations`, the Great Expectations suites run after the checks, under the same run id."""
+    import uuid
+
     period = month_window(month)
+    run_id = uuid.uuid4().hex  # of the findings and of the kept validation results
     console.print(f"Billing [bold]{period.key}[/bold] into {settings.warehouse().describe()}")
     with _stage("prepare warehouse"):
         warehouse = runner.prepare(settings)
@@ -65,12 +71,18 @@ def run_month(settings: Settings, month: str) -> int:
     with _stage("rate (dbt build)"):
         runner.rate(settings, period)
     with _stage("check"):
-        outcomes = runner.check(settings, warehouse, period)
-    summarize(settings, warehouse, period, landed, loads, outcomes)
+        outcomes = runner.check(settings, warehouse, period, run_id)
+    suites = None
+    if expectations:
+        with _stage("expectations (Great Expectations suites)"):
+            suites = runner.expectations(settings, warehouse, period, run_id)
+    summarize(settings, warehouse, period, landed, loads, outcomes, suites, run_id)
     return 0
 
 
-def summarize(settings, warehouse, period, landed, loads, outcomes) -> None:
+def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None, run_id=None) -> None:
+    """Print the month's invoices, each check's outcome and where its findings are. `suites` holds the
+    Great Expectations checks (quality.expectations.ExpectationCheck) when they ran, else None."""
     with warehouse.transaction() as tx:
         per_currency = tx.fetchall(
             "SELECT currency, COUNT(*), SUM(total), SUM(CASE WHEN is_finalizable THEN 0 ELSE 1 END) "
@@ -86,12 +98,25 @@ def summarize(settings, warehouse, period, landed, loads, outcomes) -> None:
     console.print(f"customers invoiced: {customers}; files received this run: {len(landed)} "
                   f"({sum(1 for item in landed if item.is_new)} new); events loaded this run: "
                   f"{sum(item.rows_loaded for item in loads)}; rows in quarantine: {quarantined}")
+    outcomes = [*outcomes, *(done.outcome for done in suites or [])]
     for outcome in outcomes:
         mark = ("[green]passed[/green]" if outcome.passed else "[red]FAILED[/red]" if outcome.blocking
                 else "[yellow]WARNING[/yellow]")
         console.print(f"check {outcome.name}: {mark} - {outcome.summary}")
     passed = sum(1 for o in outcomes if o.passed)
     console.print(f"checks: {passed} passed, {len(outcomes) - passed} failed")
+    if suites is None:
+        console.print("expectations: not run (add --expectations to run the Great Expectations suites)")
+    else:
+        from quality.expectations import validations_dir
+
+        for result in (r for done in suites for r in done.results):
+            mark = "[green]passed[/green]" if result.success else "[red]FAILED[/red]"
+            failed = f", {len(result.failures)} failed" if result.failures else ""
+            console.print(f"suite {result.suite}: {mark} - {result.evaluated} expectations{failed} on "
+                          f"{result.rows} row(s) of {result.table}")
+        console.print(f"validation results (<suite>.json, <suite>.html): "
+                      f"{validations_dir(settings.home, period.key, run_id)}", soft_wrap=True)
     with warehouse.transaction() as tx:
         findings = tx.fetchall("SELECT COUNT(*) FROM marts.quality_findings WHERE period = ?", [period.key])[0][0]
     console.print(f"findings: {findings} row(s) in marts.quality_findings for {period.key}")
@@ -127,7 +152,7 @@ def upload(settings: Settings, file: Path, source_name: str) -> int:
     return 0
 
 
-def demo(settings: Settings, events: int, customers: int) -> int:
+def demo(settings: Settings, events: int, customers: int, expectations: bool = False) -> int:
     from .demo import generate_demo
 
     home = settings.home
@@ -135,7 +160,7 @@ def demo(settings: Settings, events: int, customers: int) -> int:
         shutil.rmtree(home)  # the demo always starts from a clean slate
     summary = generate_demo(home, customers=customers, events=events)
     console.print(summary.describe(), markup=False, highlight=False)
-    code = run_month(settings, summary.months[-1])
+    code = run_month(settings, summary.months[-1], expectations)
     seen = sorted({d.kind for d in summary.defects if d.kind in ("unknown_customer", "no_price")})
     if seen:
         console.print(f"the planted {' and '.join(seen)} defects are the month's unrated usage, the only "
@@ -162,12 +187,16 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_p = sub.add_parser("run", help="bill one month end to end")
     run_p.add_argument("--month", required=True, help="YYYY-MM, e.g. 2026-10")
+    gx_help = ("also run the Great Expectations suites (docs/quality.md) and keep their results under "
+               "$BILLING_HOME/quality/validations/; about 8 s more")
+    run_p.add_argument("--expectations", action="store_true", help=gx_help)
     up_p = sub.add_parser("upload", help="put a usage file into the upload inbox")
     up_p.add_argument("file", type=Path)
     up_p.add_argument("--source", default="upload")
     demo_p = sub.add_parser("demo", help="generate the demo dataset under $BILLING_HOME and bill its last month")
     demo_p.add_argument("--events", type=int, default=60_000)
     demo_p.add_argument("--customers", type=int, default=240)
+    demo_p.add_argument("--expectations", action="store_true", help=gx_help)
     ex_p = sub.add_parser("explain", help="trace one invoice line to its rate, tiers, usage and source files")
     ex_p.add_argument("line_id", help="marts.fct_invoice_lines.line_id")
     ex_p.add_argument("--events", action="store_true", help="also list the line's event ids")
@@ -176,12 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         if args.command == "run":
-            return run_month(settings, args.month)
+            return run_month(settings, args.month, args.expectations)
         if args.command == "upload":
             return upload(settings, args.file, args.source)
         if args.command == "explain":
             return explain(settings, args.line_id, args.events, args.limit)
-        return demo(settings, args.events, args.customers)
+        return demo(settings, args.events, args.customers, args.expectations)
     except Exception as exc:  # a clear one-line error for people; tracebacks with BILLING_DEBUG=1
         import os
 

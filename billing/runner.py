@@ -1,7 +1,7 @@
 """Run a billing month, stage by stage, without Dagster (the CLI, the benchmark and tests use it).
 
 Dagster's assets in `pipelines/` call the same stage functions, so both paths bill identically.
-Stages: prepare -> catalog -> collect -> normalize -> rate (dbt) -> check.
+Stages: prepare -> catalog -> collect -> normalize -> rate (dbt) -> check (-> expectations, if asked).
 """
 
 from __future__ import annotations
@@ -142,8 +142,20 @@ def rate(settings: Settings, period: Period) -> list[dict]:
     return run_dbt(settings, period)
 
 
-def check(settings: Settings, warehouse: Warehouse, period: Period):
-    """Run the quality checks on the rated period."""
+def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None):
+    """Run the quality checks on the rated period; their findings are recorded under `run_id`."""
     from quality.checks import run_checks
 
-    return run_checks(warehouse, period, load_catalog(settings.catalog))
+    return run_checks(warehouse, period, load_catalog(settings.catalog), run_id)
+
+
+def expectations(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None):
+    """Run the Great Expectations suites on the rated period (checks `events_expectations` and
+    `invoice_expectations`, as Dagster's asset checks do): each suite's result is kept under
+    <BILLING_HOME>/quality/validations/<period>/<run_id>/ (JSON and HTML) and the failures are
+    recorded in marts.quality_findings. Returns quality.expectations.ExpectationCheck's.
+
+    Not part of every run: importing Great Expectations alone takes about 6 seconds."""
+    from quality.expectations import run_checks
+
+    return run_checks(warehouse, period, settings.home, run_id)

@@ -62,19 +62,15 @@ def _check_period(context: dg.AssetCheckExecutionContext):
     return period_of(partition) if partition else month_window(datetime.now(UTC).date())
 
 
-def _expectations_result(name: str, suites: tuple[str, ...], context: dg.AssetCheckExecutionContext
-                         ) -> dg.AssetCheckResult:
+def _expectations_result(name: str, context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """Run the suites of the check `name` (quality.expectations.CHECK_SUITES) on the run's month."""
     from quality import expectations as gxq
 
     period = _check_period(context)
     settings = load_settings()
-    warehouse = settings.warehouse()
-    results = gxq.run_suites(warehouse, period, suites, settings.home, context.run.run_id)
-    passed = all(r.success for r in results)
-    summary = gxq.summary(results)
     # Failures also land in marts.quality_findings, replacing this check's rows for the period.
-    outcome = q.CheckOutcome(name, passed, True, summary, gxq.findings(results))
-    write_findings(warehouse, [outcome], period.key, context.run.run_id)
+    [done] = gxq.run_checks(settings.warehouse(), period, settings.home, context.run.run_id, [name])
+    results, passed, summary = done.results, done.outcome.passed, done.outcome.summary
     failed = [{"suite": r.suite, "table": r.table, "expectation": f["expectation"],
                "unexpected_count": f["unexpected_count"], "observed_value": f["observed_value"],
                "unexpected_values": f["unexpected_values"][:gxq.SAMPLE_ROWS], "rows": f["rows"][:gxq.SAMPLE_ROWS],
@@ -105,7 +101,7 @@ def events_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetCheck
     an exact Decimal, timestamps), no nulls, (source, event_id) and (file_id, row_number) unique,
     quantity >= 0, row numbers from 1, file ids that are sha256 digests. Result JSON under
     <BILLING_HOME>/quality/validations/<period>/<run_id>/."""
-    return _expectations_result("events_expectations", ("raw_events",), context)
+    return _expectations_result("events_expectations", context)
 
 
 @dg.asset_check(asset=FCT_INVOICES, name="invoice_expectations")
@@ -115,8 +111,7 @@ def invoice_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetChec
     the month's invoices; ISO 4217 currencies, known statuses, rate levels, line types and pricing
     models; decimals never negative; each amount = its unrounded amount rounded once to the currency's
     minor unit. Result JSON under <BILLING_HOME>/quality/validations/<period>/<run_id>/."""
-    return _expectations_result("invoice_expectations", ("fct_invoices", "fct_invoice_lines",
-                                                         "fct_invoice_line_tiers"), context)
+    return _expectations_result("invoice_expectations", context)
 
 
 expectation_checks = [events_expectations, invoice_expectations]

@@ -13,9 +13,11 @@ project's money rules (billing/money.py): `minor_units` of the currency, `amount
 names say what they hold.
 
 Each result is kept as Great Expectations' validation-result JSON under
-`<BILLING_HOME>/quality/validations/<period>/<run_id>/<suite>.json` (see docs/quality.md).
-Dagster runs the suites as the asset checks `events_expectations` and `invoice_expectations`
-(pipelines/checks.py); their failures also land in marts.quality_findings.
+`<BILLING_HOME>/quality/validations/<period>/<run_id>/<suite>.json`, with its Data Docs page next to
+it (`<suite>.html`; see docs/quality.md). The suites make two checks, `events_expectations`
+(raw_events) and `invoice_expectations` (the three invoice marts), run by `run_checks`: Dagster runs
+each as an asset check (pipelines/checks.py), `billing run --expectations` runs both after the other
+checks (billing/runner.py); their failures also land in marts.quality_findings.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ import polars as pl
 from billing.money import MINOR_UNITS, round_money
 from billing.periods import Period
 from warehouse.store import Tx, Warehouse
+
+from .checks import CheckOutcome
+from .findings import write_findings
 
 logger = logging.getLogger(__name__)
 
@@ -244,6 +249,8 @@ SUITES: dict[str, Suite] = {s.name: s for s in (
 )}
 EVENTS_SUITES = ("raw_events",)
 INVOICE_SUITES = ("fct_invoices", "fct_invoice_lines", "fct_invoice_line_tiers")
+# The checks the suites make, each with its suites (names of asset checks and of findings' check_name).
+CHECK_SUITES: dict[str, tuple[str, ...]] = {EVENTS_CHECK: EVENTS_SUITES, INVOICES_CHECK: INVOICE_SUITES}
 
 
 # --- running them ----------------------------------------------------------------------------------
@@ -495,3 +502,30 @@ def findings(results: list[SuiteResult]) -> list[dict]:
                             "detail": f"{result.suite} ({result.table}): {failure['expectation']} failed "
                                       f"for {values} ({keys})"})
     return out
+
+
+@dataclass
+class ExpectationCheck:
+    """One check made of suites: its outcome (as the other quality checks) and each suite's result."""
+
+    outcome: CheckOutcome
+    results: list[SuiteResult]
+
+
+def check_outcome(name: str, results: list[SuiteResult]) -> CheckOutcome:
+    """A failed expectation blocks finalization, like the other error checks."""
+    return CheckOutcome(name, all(r.success for r in results), True, summary(results), findings(results))
+
+
+def run_checks(warehouse: Warehouse, period: Period, home: Path, run_id: str | None = None,
+               checks: Iterable[str] = tuple(CHECK_SUITES)) -> list[ExpectationCheck]:
+    """Run the suites of each check in `checks` on the period, keep each suite's result (JSON and HTML)
+    under <home>/quality/validations/<period>/<run_id>/, and replace each check's rows of the period
+    in marts.quality_findings with its findings."""
+    run_id = run_id or uuid.uuid4().hex
+    done = []
+    for name in checks:
+        results = run_suites(warehouse, period, CHECK_SUITES[name], home, run_id)
+        done.append(ExpectationCheck(check_outcome(name, results), results))
+    write_findings(warehouse, [c.outcome for c in done], period.key, run_id)
+    return done

@@ -172,3 +172,10 @@ def test_dagster_asset_checks_write_findings_with_their_run_id(billing_env):
     assert query(billing_env / "warehouse.duckdb", "select check_name, customer_id, run_id from marts.quality_findings "
                  "order by customer_id") == [("unrated_usage", "C4", result.run_id),
                                              ("unrated_usage", "C999", result.run_id)]
+
+
+def test_billing_run_runs_no_expectation_suite_unless_asked(billed):
+    """Great Expectations takes seconds to import: `billing run` runs the suites with --expectations only."""
+    home = billed.parent
+    assert not (home / "quality" / "validations").exists()
+    assert query(billed, "select count(*) from marts.quality_findings where check_name like '%expectations'") == [(0,)]
