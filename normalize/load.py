@@ -25,7 +25,8 @@ from pathlib import Path
 import polars as pl
 
 from collectors.sources import DEFAULT_UPLOAD_SOURCE, SourceConfig
-from warehouse.store import RAW_SCHEMA, Tx, Warehouse
+from warehouse.schema import EVENT_KEY, EVENT_KEYS
+from warehouse.store import RAW_SCHEMA, Tx, Warehouse, sync_event_keys
 
 from .rules import FileRejected, Normalized, normalize_frame, read_batches, split_in_file_duplicates
 
@@ -185,6 +186,7 @@ def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str
             status = tx.fetchall(f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
             if status and status[0][0] != "landed":
                 raise _AlreadyLoaded(status[0][0])
+            sync_event_keys(tx)  # the history lookup relies on raw.event_keys (DuckDB)
             counts = _FileCounts()
             loader = _FileLoader(tx, file_id, source, now)
             for batch in prepared if prepared is not None else _prepare_file(path, source, batch_rows):
@@ -261,10 +263,17 @@ class _FileLoader:
         columns = ["event_id", *PAYLOAD, "row_number"]
         if new.height and new.height == normalized.events.height:  # all new: insert what _in_history registered
             self.tx.insert_registered(f"{RAW_SCHEMA}.events", _INCOMING, columns, {**tag, "loaded_at": self.now})
+            _insert_keys(self.tx, _INCOMING, self.source.name)
             counts.loaded = new.height
         else:
             counts.loaded = self.tx.insert_frame(f"{RAW_SCHEMA}.events", new.select(*columns),
                                                  constants={**tag, "loaded_at": self.now})
+            if counts.loaded and self.tx.dialect == "duckdb":
+                self.tx.register(_NEW_IDS, new.select("event_id"))
+                try:
+                    _insert_keys(self.tx, _NEW_IDS, self.source.name)
+                finally:
+                    self.tx.unregister(_NEW_IDS)
         if normalized.events.height:
             self.tx.unregister(_INCOMING)
         in_file_key = ["row_number", "event_id", "duplicate_of_row_number"]
@@ -318,18 +327,35 @@ _EMPTY_SEEN = pl.DataFrame(schema={"row_number": pl.Int64, "event_id": pl.String
                                    "duplicate_of_row_number": pl.Int64, "is_same": pl.Int32})
 _EARLIER = ["row_number", "event_id", "duplicate_of_row_number", "is_same"]
 _INCOMING = "_incoming_events"  # the batch's events, registered in the transaction by _in_history
+_NEW_IDS = "_new_event_ids"  # the ids of the events loaded from a batch that was not all new
+
+
+def _insert_keys(tx: Tx, registered: str, source: str) -> None:
+    """Add the keys of the events just inserted from `registered` to raw.event_keys (DuckDB only;
+    same transaction, so the keys and the events land together)."""
+    if tx.dialect == "duckdb":
+        tx.execute(f"INSERT INTO {RAW_SCHEMA}.{EVENT_KEYS} SELECT {EVENT_KEY.format(source='?', event_id='event_id')} "
+                   f"FROM {registered}", [source])
 
 
 def _in_history(tx: Tx, events: pl.DataFrame, source: str) -> pl.DataFrame:
     """For each row of `events` whose (source, event_id) is already in raw.events (history, or an
     earlier batch of this file): the stored row and whether the payload is the same (1) or not (0).
 
-    The warehouse only finds the stored rows whose id is in the batch (a semi join: it scans the
-    source's ids once and returns the few matches); the payloads are compared here.
+    The warehouse only finds the stored rows whose id is in the batch (a semi join returning the few
+    matches); the payloads are compared here. On DuckDB the batch's keys are looked up in
+    raw.event_keys first (a scan of 8 bytes per stored event): when none is there, which is the
+    usual case, no stored event id is read at all; when some are, the ids are compared exactly.
     """
     if events.height == 0:
         return _EMPTY_SEEN
     tx.register(_INCOMING, events.select("row_number", "event_id", *PAYLOAD))  # the caller unregisters it
+    if tx.dialect == "duckdb":
+        known = tx.fetchall(
+            f"SELECT count(*) FROM {RAW_SCHEMA}.{EVENT_KEYS} WHERE key_hash IN "
+            f"(SELECT {EVENT_KEY.format(source='?', event_id='event_id')} FROM {_INCOMING})", [source])[0][0]
+        if not known:
+            return _EMPTY_SEEN
     ids_in_batch = (f"SEMI JOIN {_INCOMING} i ON e.event_id = i.event_id WHERE e.source = ?" if tx.dialect == "duckdb"
                     else f"WHERE e.source = ? AND EXISTS (SELECT 1 FROM {_INCOMING} i WHERE i.event_id = e.event_id)")
     stored = tx.frame(

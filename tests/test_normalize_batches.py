@@ -203,3 +203,73 @@ def test_prefetch_hands_batches_over_in_order_and_skips_what_a_load_left(tmp_pat
         next(prefetch.batches("a"))
     with _Prefetch([]):
         pass
+
+
+def _load_file(warehouse: Warehouse, folder: Path, name: str, rows) -> dict:
+    land_file(warehouse, folder / "landing", write_csv(folder / name, rows), source="upload", collector="upload")
+    return {r.original_name: r for r in load_pending(warehouse)}
+
+
+def _counts(warehouse: Warehouse) -> tuple[int, int]:
+    with warehouse.transaction() as tx:
+        return tx.fetchall("SELECT (SELECT count(*) FROM raw.events), (SELECT count(*) FROM raw.event_keys)")[0]
+
+
+def test_event_keys_follow_the_events_and_history_is_found_however_they_drifted(tmp_path):
+    """raw.event_keys (DuckDB) is only a hint for the history lookup: events written or deleted outside
+    normalization, a warehouse without the table, or keys from another hash function are noticed and
+    the keys rebuilt, so no repeat is missed and no new event is taken for a repeat."""
+    warehouse = Warehouse(duckdb_path=tmp_path / "w.duckdb")
+    warehouse.ensure_schema()
+    _load_file(warehouse, tmp_path, "h.csv", HISTORY)
+    assert _counts(warehouse) == (2, 2)
+
+    # An event written by hand, without a key: a file repeating it still finds it in history.
+    with warehouse.transaction() as tx:
+        tx.execute("INSERT INTO raw.events VALUES ('upload', 'm1', 'C1', 'API', 4, '2026-10-01 00:00:00+00', "
+                   "'manual', 1, now())")
+    loads = _load_file(warehouse, tmp_path, "a.csv", [("m1", "C1", "API", "4", "2026-10-01T00:00:00Z"),
+                                                        ("a1", "C1", "API", "1", "2026-10-01T00:00:00Z")])
+    assert (loads["a.csv"].rows_loaded, loads["a.csv"].rows_duplicate) == (1, 1)
+    assert _counts(warehouse) == (4, 4)
+
+    # Events deleted by hand: sent again, they are new events, not repeats of a stale key.
+    with warehouse.transaction() as tx:
+        tx.execute("DELETE FROM raw.events WHERE event_id = 'a1'")
+    loads = _load_file(warehouse, tmp_path, "b.csv", [("a1", "C1", "API", "1", "2026-10-01T00:00:00Z"),
+                                                        ("b1", "C1", "API", "1", "2026-10-01T00:00:00Z")])
+    assert (loads["b.csv"].rows_loaded, loads["b.csv"].rows_duplicate) == (2, 0)
+    assert _counts(warehouse) == (5, 5)
+
+    # Keys computed by some other hash (another DuckDB version): rebuilt, repeats still found.
+    with warehouse.transaction() as tx:
+        tx.execute("UPDATE raw.event_keys SET key_hash = key_hash // 2")
+    loads = _load_file(warehouse, tmp_path, "c.csv", [("h1", "C1", "API", "1", "2026-10-01T00:00:00Z"),
+                                                        ("h2", "C1", "API", "7", "2026-10-01T00:00:00Z"),
+                                                        ("c1", "C1", "API", "1", "2026-10-01T00:00:00Z")])
+    assert (loads["c.csv"].rows_loaded, loads["c.csv"].rows_duplicate, loads["c.csv"].rows_quarantined) == (1, 1, 1)
+
+    # A warehouse from before the key table: created and filled on the next load.
+    with warehouse.transaction() as tx:
+        tx.execute("DROP TABLE raw.event_keys")
+    loads = _load_file(warehouse, tmp_path, "d.csv", [("b1", "C1", "API", "1", "2026-10-01T00:00:00Z"),
+                                                        ("d1", "C1", "API", "1", "2026-10-01T00:00:00Z")])
+    assert (loads["d.csv"].rows_loaded, loads["d.csv"].rows_duplicate) == (1, 1)
+    with warehouse.transaction() as tx:
+        assert _counts(warehouse) == (7, 7)
+        missing = tx.fetchall("SELECT count(*) FROM raw.events e WHERE hash(e.source, e.event_id) NOT IN "
+                              "(SELECT key_hash FROM raw.event_keys)")
+    assert missing == [(0,)]
+
+
+def test_a_rolled_back_file_leaves_no_keys(tmp_path, monkeypatch):
+    monkeypatch.setattr(rules, "BATCH_ROWS", 2)
+    monkeypatch.setattr(rules, "JSONL_BLOCK_BYTES", 200)  # the first batches are written before the bad line is read
+    warehouse = Warehouse(duckdb_path=tmp_path / "w.duckdb")
+    warehouse.ensure_schema()
+    bad = write_jsonl(tmp_path / "u.jsonl", ROWS[:6])
+    bad.write_bytes(bad.read_bytes() + b'{"event_id":"x","customer_id":"Caf\xe9"}\n')  # not UTF-8, at the end
+    land_file(warehouse, tmp_path / "landing", bad, source="upload", collector="upload")
+    [result] = load_pending(warehouse)
+    assert result.status == "rejected"
+    assert _counts(warehouse) == (0, 0)

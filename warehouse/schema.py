@@ -136,8 +136,25 @@ TABLES: dict[str, str] = {
 
 CATALOG_TABLES = [name for name in TABLES if name.startswith("catalog_")]
 
+# DuckDB only: a compact lookup key of every row of raw.events, so the dedup against all history
+# scans 8 bytes a stored event instead of its event id text (DuckDB has no index it would use for a
+# join of a million ids). Written by normalization in the same transaction as the events;
+# `warehouse.store.sync_event_keys` rebuilds it from raw.events when it is missing, when its row
+# count differs from raw.events' (rows written or deleted outside normalization, a warehouse from
+# before this table) or when DuckDB's `hash` no longer gives the stored values (another version).
+# A key is only a hint: a match is always confirmed on (source, event_id) in raw.events.
+EVENT_KEYS = "event_keys"
+EVENT_KEYS_COLUMNS = """
+        key_hash UBIGINT NOT NULL               -- DuckDB hash(source, event_id) of a raw.events row
+"""
+EVENT_KEY = "hash({source}, {event_id})"  # the SQL expression of a key (DuckDB)
 
-def ddl(schema: str) -> list[str]:
+
+def ddl(schema: str, dialect: str = "duckdb") -> list[str]:
     statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}"]
     statements += [f"CREATE TABLE IF NOT EXISTS {schema}.{name} ({cols})" for name, cols in TABLES.items()]
+    if dialect == "duckdb":
+        statements.append(f"CREATE TABLE IF NOT EXISTS {schema}.{EVENT_KEYS} ({EVENT_KEYS_COLUMNS})")
+    else:  # PostgreSQL looks ids up through an index (the dedup against history, normalize/load.py)
+        statements.append(f"CREATE INDEX IF NOT EXISTS events_source_event_id ON {schema}.events (source, event_id)")
     return statements

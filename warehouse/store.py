@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from .schema import ddl
+from .schema import EVENT_KEY, EVENT_KEYS, EVENT_KEYS_COLUMNS, ddl
 
 RAW_SCHEMA = "raw"
 SESSION_MEMORY_LIMIT = "1GB"  # DuckDB's memory during a `Warehouse.session()` (a normalize run)
@@ -76,7 +76,7 @@ class Tx:
                 for row in frame.iter_rows():
                     copy.write_row(row + extra)
         else:
-            self._conn.register("_frame_to_insert", frame.to_arrow())
+            self._conn.register("_frame_to_insert", _arrow(frame))
             values = ", ".join([*frame.columns, *("?" for _ in constants)])
             try:
                 self.execute(f"INSERT INTO {table} ({columns}) SELECT {values} FROM _frame_to_insert",
@@ -94,7 +94,7 @@ class Tx:
             self.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
             self.insert_frame(name, frame)
         else:
-            self._conn.register(name, frame.to_arrow())
+            self._conn.register(name, _arrow(frame))
 
     def insert_registered(self, table: str, name: str, columns: Sequence[str],
                           constants: Mapping[str, Any] | None = None) -> None:
@@ -111,6 +111,12 @@ class Tx:
             self.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
         else:
             self._conn.unregister(name)
+
+
+def _arrow(frame: pl.DataFrame) -> Any:
+    """The frame as Arrow for DuckDB, without copying its text: Polars' string views are handed over as
+    Arrow string views (the default conversion copies every string into a large_string buffer)."""
+    return frame.to_arrow(compat_level=pl.CompatLevel.newest())
 
 
 def _pg_type(dtype: pl.DataType) -> str:
@@ -239,5 +245,36 @@ class Warehouse:
 
     def ensure_schema(self) -> None:
         with self.transaction() as tx:
-            for statement in ddl(RAW_SCHEMA):
+            for statement in ddl(RAW_SCHEMA, self.dialect):
                 tx.execute(statement)
+
+
+KEY_SAMPLE_ROWS = 8  # stored events whose keys are recomputed to check DuckDB's hash has not changed
+
+
+def sync_event_keys(tx: Tx) -> bool:
+    """Make `raw.event_keys` hold exactly the key of every row of raw.events (DuckDB); True if rebuilt.
+
+    Cheap when in order (two row counts from metadata and a look-up of a few keys); otherwise the
+    table is rebuilt from raw.events inside `tx` (one scan of the stored ids).
+    """
+    if tx.dialect != "duckdb":
+        return False
+    keys = f"{RAW_SCHEMA}.{EVENT_KEYS}"
+    tx.execute(f"CREATE TABLE IF NOT EXISTS {keys} ({EVENT_KEYS_COLUMNS})")
+    stored = tx.fetchall(f"SELECT (SELECT count(*) FROM {RAW_SCHEMA}.events), (SELECT count(*) FROM {keys})")[0]
+    in_order = stored[0] == stored[1]
+    if in_order and stored[0]:
+        expression = EVENT_KEY.format(source="source", event_id="event_id")
+        sample = [row[0] for row in tx.fetchall(
+            f"SELECT DISTINCT {expression} FROM (SELECT source, event_id FROM {RAW_SCHEMA}.events "
+            f"LIMIT {KEY_SAMPLE_ROWS})")]
+        found = tx.fetchall(f"SELECT count(DISTINCT key_hash) FROM {keys} WHERE key_hash IN "
+                            f"({', '.join('?' for _ in sample)})", sample)[0][0]
+        in_order = found == len(sample)
+    if in_order:
+        return False
+    tx.execute(f"DELETE FROM {keys}")
+    tx.execute(f"INSERT INTO {keys} SELECT {EVENT_KEY.format(source='source', event_id='event_id')} "
+               f"FROM {RAW_SCHEMA}.events")
+    return True
