@@ -83,3 +83,29 @@ def test_non_utf8_file_is_rejected(tmp_path):
                      .encode("latin-1"))
     with pytest.raises(FileRejected, match="not utf-8 text"):
         read_rows(path, SourceConfig("s"))
+
+
+TIMESTAMP_SHAPES = [
+    "2026-10-01T12:00:00Z", "2026-10-01T12:00:00z", "2026-10-01t12:00:00Z", "2026-10-01 12:00:00Z",
+    "2026-10-01T12:00:00.5Z", "2026-10-01T12:00:00.123456789Z", "2026-10-01T12:00:00.Z", "2026-1-01T12:00:00Z",
+    "2026-10-1T12:00:00Z", "2026-10-01T1:00:00Z", "2026-10-01T12:00:60Z", "2026-10-01T24:00:00Z",
+    "2026-02-30T12:00:00Z", "+2026-10-01T12:00:00Z", "02026-10-01T12:00:00Z", "2026-10-01T12:00:00ZZ",
+    " 2026-10-01T12:00:00Z", "2026-10-01T12:00:00Z ", "2026-10-01T12:00Z", "2026-10-01T12:00:00+00:00",
+    "2026-10-01T12:00:00+0200", "2026-10-01T12:00:00-02", "20261001T120000Z", "2026-10-01T12:00:00,5Z",
+    "2026-10-01T12:00:00GMT", "", "2026-10-01T12:00:00", "2026-10-01T12:0:00Z", "1969-12-31T23:59:59.5Z",
+    "0001-01-01T00:00:00Z", "2026-10-01T12:00:00.000Z", None,
+]
+
+
+@pytest.mark.parametrize("first", ["2026-10-01T00:00:00Z", "2026-10-01T00:00:00.250Z"])
+def test_the_fast_timestamp_format_gives_what_iso_8601_parsing_gives(first):
+    """normalize_frame parses whole-second UTC timestamps with an exact format when the first rows have
+    that shape (faster); every row, of any shape, must come out as the general "%+" parse says."""
+    shapes = [first] * 150 + TIMESTAMP_SHAPES  # the first rows decide which parse is tried first
+    out = normalize_frame(rows(occurred_at=shapes), SourceConfig("s", timezone="UTC"))
+    expected = pl.Series(shapes).str.strip_chars().str.to_datetime("%+", strict=False, time_zone="UTC")
+    by_row = dict(zip(out.events["row_number"].to_list(), out.events["occurred_at"].to_list(), strict=True))
+    for number, (text, instant) in enumerate(zip(shapes, expected.dt.cast_time_unit("us").to_list(), strict=True), 1):
+        if instant is not None:
+            assert by_row.get(number) == instant, text
+    assert out.events.height + out.quarantine.height == len(shapes)
