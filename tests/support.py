@@ -3,12 +3,70 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import duckdb
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "examples" / "reference-month"
+
+# Every setting a shell could carry into a test; `billing_env` clears them all.
+BILLING_VARIABLES = ("BILLING_CONFIG", "BILLING_CATALOG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX",
+                     "BILLING_LANDING", "BILLING_SOURCES", "BILLING_ANOMALY_FACTOR", "BILLING_POSTGRES_DSN")
 
 
 def drop_reference_usage(inbox: Path) -> list[Path]:
     """Put the reference month's usage files into an inbox, as a person would."""
     return [Path(shutil.copy(path, inbox / path.name)) for path in sorted((REFERENCE / "usage").iterdir())]
+
+
+@contextmanager
+def billing_env(home: Path, catalog: Path | None = None) -> Iterator[pytest.MonkeyPatch]:
+    """Settings pinned to `home` (and `catalog`): no BILLING_* variable of the shell leaks in."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in BILLING_VARIABLES:
+            mp.delenv(var, raising=False)
+        mp.setenv("BILLING_HOME", str(home))
+        if catalog is not None:
+            mp.setenv("BILLING_CATALOG", str(catalog))
+        yield mp
+
+
+def new_home(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A fresh BILLING_HOME with an empty inbox."""
+    home = tmp_path_factory.mktemp(name) / "billing"
+    (home / "inbox").mkdir(parents=True)
+    return home
+
+
+@contextmanager
+def reference_month_billed(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """October 2026 of the reference month billed with `billing run`; yields its BILLING_HOME
+    (the settings stay pinned to it while the caller's fixture is alive)."""
+    from billing.cli import main
+
+    home = new_home(tmp_path_factory, name)
+    with billing_env(home, REFERENCE / "catalog.yaml"):
+        drop_reference_usage(home / "inbox")
+        assert main(["run", "--month", "2026-10"]) == 0
+        yield home
+
+
+def query(warehouse: Path, sql: str, params=None) -> list[tuple]:
+    """Rows of one statement on a DuckDB file (`warehouse` may be a BILLING_HOME holding warehouse.duckdb)."""
+    if warehouse.is_dir():
+        warehouse = warehouse / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse))
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def copy_warehouse(warehouse: Path, folder: Path) -> Path:
+    """A copy of a DuckDB file that a test may damage, with nothing left in the original's WAL."""
+    query(warehouse, "checkpoint")
+    return Path(shutil.copy(warehouse, folder / "warehouse.duckdb"))

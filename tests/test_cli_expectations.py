@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 
 from billing import cli, runner
 
-from support import REFERENCE, drop_reference_usage
+from support import REFERENCE, billing_env, drop_reference_usage, new_home, query
 
 SUITES = ("raw_events", "fct_invoices", "fct_invoice_lines", "fct_invoice_line_tiers")
 
@@ -25,8 +24,7 @@ def billed(tmp_path_factory):
     """Bill October 2026 with --expectations; yields (home, printed output)."""
     from billing.config import load_settings
 
-    home = tmp_path_factory.mktemp("cli-expectations") / "billing"
-    (home / "inbox").mkdir(parents=True)
+    home = new_home(tmp_path_factory, "cli-expectations")
     real_rate = runner.rate
 
     def rate_then_alter_a_line(settings, period):
@@ -36,25 +34,13 @@ def billed(tmp_path_factory):
                        "WHERE period = '2026-10' AND billing_account_id = 'C1' AND product_id = 'SMS'")
         return result
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BILLING_HOME", str(home))
-        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
-        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
-                    "BILLING_SOURCES", "BILLING_ANOMALY_FACTOR"):
-            mp.delenv(var, raising=False)
+    with billing_env(home, REFERENCE / "catalog.yaml") as mp:
         mp.setattr(runner, "rate", rate_then_alter_a_line)
         drop_reference_usage(home / "inbox")
         with cli.console.capture() as captured:
             assert cli.main(["run", "--month", "2026-10", "--expectations"]) == 0
         yield home, captured.get()
 
-
-def query(home, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"))
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def test_the_suites_ran_and_their_results_are_kept_under_the_runs_id(billed):

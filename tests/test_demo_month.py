@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import duckdb
 import polars as pl
 import pytest
 
 from billing import cli
 from billing.demo import UNKNOWN_CUSTOMER, generate_demo
+
+from support import billing_env, query
 
 EVENTS = 20_000
 
@@ -26,24 +27,13 @@ def demo_run(tmp_path_factory):
     """Run `billing demo --events 20000` into a fresh BILLING_HOME; yields (home, printed output, summary)."""
     root = tmp_path_factory.mktemp("demo-month")
     home = root / "billing"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BILLING_HOME", str(home))
-        for var in ("BILLING_CONFIG", "BILLING_CATALOG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX",
-                    "BILLING_LANDING", "BILLING_SOURCES", "BILLING_ANOMALY_FACTOR"):
-            mp.delenv(var, raising=False)
+    with billing_env(home):
         with cli.console.capture() as captured:
             assert cli.main(["demo", "--events", str(EVENTS)]) == 0
     # The generator is deterministic: the same arguments give the same files and the same defects.
     summary = generate_demo(root / "expected", events=EVENTS)
     yield home, captured.get(), summary
 
-
-def query(home, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"))
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def planted_row(summary, defect) -> dict:

@@ -7,18 +7,15 @@ warehouse file. One GX context serves the whole process.
 from __future__ import annotations
 
 import json
-import shutil
 
 import dagster as dg
-import duckdb
 import pytest
 
-from billing.cli import main
 from billing.periods import month_window
 from quality import expectations as gxq
 from warehouse.store import Warehouse
 
-from support import REFERENCE, drop_reference_usage
+from support import copy_warehouse, drop_reference_usage, query, reference_month_billed
 
 OCTOBER = month_window("2026-10")
 ALL = (*gxq.EVENTS_SUITES, *gxq.INVOICE_SUITES)
@@ -26,34 +23,15 @@ ALL = (*gxq.EVENTS_SUITES, *gxq.INVOICE_SUITES)
 
 @pytest.fixture(scope="module")
 def billed(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("expectations") / "billing"
-        (home / "inbox").mkdir(parents=True)
-        mp.setenv("BILLING_HOME", str(home))
-        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
-        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
-                    "BILLING_SOURCES"):
-            mp.delenv(var, raising=False)
-        drop_reference_usage(home / "inbox")
-        assert main(["run", "--month", "2026-10"]) == 0
+    with reference_month_billed(tmp_path_factory, "expectations") as home:
         yield home / "warehouse.duckdb"
 
 
 @pytest.fixture
 def copy(billed, tmp_path):
     """A copy of the billed warehouse that a test may damage."""
-    path = tmp_path / "warehouse.duckdb"
-    query(billed, "checkpoint")
-    shutil.copy(billed, path)
-    return path
+    return copy_warehouse(billed, tmp_path)
 
-
-def query(path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def validate(path, tmp_path, suites=ALL, run_id="test-run") -> dict[str, gxq.SuiteResult]:

@@ -11,39 +11,22 @@ import re
 import shutil
 from decimal import Decimal
 
-import duckdb
 import pytest
 
 from billing.cli import main
 from billing.config import load_settings
 from collectors.landing import land_file
 
-from support import REFERENCE, ROOT, drop_reference_usage
+from support import REFERENCE, ROOT, query, reference_month_billed
 
 D = Decimal
 
 
 @pytest.fixture(scope="module")
 def billed(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("lineage") / "billing"
-        (home / "inbox").mkdir(parents=True)
-        mp.setenv("BILLING_HOME", str(home))
-        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
-        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
-                    "BILLING_SOURCES"):
-            mp.delenv(var, raising=False)
-        drop_reference_usage(home / "inbox")
-        assert main(["run", "--month", "2026-10"]) == 0
+    with reference_month_billed(tmp_path_factory, "lineage") as home:
         yield home
 
-
-def query(home, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(home / "warehouse.duckdb"))
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def sources_of(home, account: str, product: str) -> list[tuple]:

@@ -33,11 +33,12 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from billing import runner
 from billing.cli import main
+
+from support import billing_env, new_home, query
 
 DATA = Path(__file__).parent / "data" / "planted_faults"
 CHECKS = ("unrated_usage", "missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies")
@@ -48,8 +49,7 @@ def planted(tmp_path_factory):
     """Bill October with every fault planted; yields (warehouse path, the run's printed output)."""
     from billing.config import load_settings
 
-    home = tmp_path_factory.mktemp("planted") / "billing"
-    (home / "inbox").mkdir(parents=True)
+    home = new_home(tmp_path_factory, "planted")
     for path in sorted((DATA / "usage").iterdir()):
         shutil.copy(path, home / "inbox" / path.name)
     real_rate = runner.rate
@@ -66,12 +66,7 @@ def planted(tmp_path_factory):
             tx.execute("DELETE FROM marts.fct_invoices WHERE period = '2026-10' AND billing_account_id = 'F6'")
         return result
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BILLING_HOME", str(home))
-        mp.setenv("BILLING_CATALOG", str(DATA / "catalog.yaml"))
-        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
-                    "BILLING_SOURCES", "BILLING_ANOMALY_FACTOR"):
-            mp.delenv(var, raising=False)
+    with billing_env(home, DATA / "catalog.yaml") as mp:
         mp.setattr(runner, "rate", rate_with_faults)
         from billing import cli
 
@@ -79,13 +74,6 @@ def planted(tmp_path_factory):
             assert main(["run", "--month", "2026-10"]) == 0
         yield home / "warehouse.duckdb", captured.get()
 
-
-def query(path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def sha256(name: str) -> str:
@@ -99,10 +87,7 @@ def outcomes(planted):
     from billing.periods import month_window
 
     path, _ = planted
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BILLING_HOME", str(path.parent))
-        mp.setenv("BILLING_CATALOG", str(DATA / "catalog.yaml"))
-        mp.delenv("BILLING_ANOMALY_FACTOR", raising=False)
+    with billing_env(path.parent, DATA / "catalog.yaml"):
         settings = load_settings()
         from catalog.load import load_catalog
         from quality import checks as q

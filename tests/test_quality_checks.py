@@ -6,59 +6,37 @@ warehouse file, so each sees the month as billed.
 
 from __future__ import annotations
 
-import shutil
 from decimal import Decimal
 
-import duckdb
 import pytest
 
-from billing.cli import main
 from billing.periods import month_window
 from catalog.load import load_catalog
 from quality import checks as q
 from quality.findings import write_findings
 from warehouse.store import Warehouse
 
-from support import REFERENCE, drop_reference_usage
+from support import REFERENCE, copy_warehouse, drop_reference_usage, query, reference_month_billed
 
 OCTOBER = month_window("2026-10")
 
 
 @pytest.fixture(scope="module")
 def billed(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("quality") / "billing"
-        (home / "inbox").mkdir(parents=True)
-        mp.setenv("BILLING_HOME", str(home))
-        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
-        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_INBOX", "BILLING_LANDING",
-                    "BILLING_SOURCES"):
-            mp.delenv(var, raising=False)
-        drop_reference_usage(home / "inbox")
-        assert main(["run", "--month", "2026-10"]) == 0
+    with reference_month_billed(tmp_path_factory, "quality") as home:
         yield home / "warehouse.duckdb"
 
 
 @pytest.fixture
 def copy(billed, tmp_path):
     """A copy of the billed warehouse that a test may damage."""
-    path = tmp_path / "warehouse.duckdb"
-    query(billed, "checkpoint")  # everything in the file itself, nothing left in its write-ahead log
-    shutil.copy(billed, path)
-    return path
+    return copy_warehouse(billed, tmp_path)
 
 
 def run(path, check):
     with Warehouse(duckdb_path=path).transaction() as tx:
         return check(tx, OCTOBER, load_catalog(REFERENCE / "catalog.yaml"))
 
-
-def query(path, sql: str, params=None) -> list[tuple]:
-    con = duckdb.connect(str(path))
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def test_the_reference_month_passes_every_check_but_its_faults_by_design(copy):

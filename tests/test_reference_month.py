@@ -18,7 +18,7 @@ import pytest
 from billing.config import load_settings
 from collectors.landing import land_file
 
-from support import REFERENCE, drop_reference_usage
+from support import REFERENCE, billing_env, drop_reference_usage, new_home
 
 D = Decimal
 PARTITION = "2026-10-01"
@@ -47,13 +47,8 @@ def snapshot() -> dict[str, list[tuple]]:
 
 @pytest.fixture(scope="module")
 def october(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        home = tmp_path_factory.mktemp("reference") / "billing"
-        (home / "inbox").mkdir(parents=True)
-        mp.setenv("BILLING_HOME", str(home))
-        mp.setenv("BILLING_CATALOG", str(REFERENCE / "catalog.yaml"))
-        for var in ("BILLING_CONFIG", "BILLING_ENGINE", "BILLING_DUCKDB_PATH", "BILLING_SOURCES"):
-            mp.delenv(var, raising=False)
+    home = new_home(tmp_path_factory, "reference")
+    with billing_env(home, REFERENCE / "catalog.yaml"):
         drop_reference_usage(home / "inbox")
         result = materialize_october()
         assert result.success
