@@ -294,22 +294,28 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor:
     `factor` (default 10, BILLING_ANOMALY_FACTOR) times above or below its average over the 3 trailing
     months (when it had usage in each of them); an account whose usage of a product stopped (usage in
     each of the trailing months, none this month); a source that delivered events in a trailing month and none this one.
-    Months are UTC calendar months of the events' occurrence."""
+    Months are calendar months of each event's local day in its customer's time zone (UTC for an
+    unknown customer), the day rating puts it on."""
     if factor is None:
         factor = Decimal(os.environ.get("BILLING_ANOMALY_FACTOR") or ANOMALY_FACTOR)
     bounds = [_month_start(period.start, back) for back in range(TRAILING_MONTHS, 0, -1)] + [period.start, period.end]
-    instants = [datetime.combine(day, time(), UTC) for day in bounds]
-    bucket = " ".join(f"WHEN e.occurred_at >= ? AND e.occurred_at < ? THEN {TRAILING_MONTHS - i}"
+    local_day = "CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE)"
+    bucket = " ".join(f"WHEN {local_day} >= ? AND {local_day} < ? THEN {TRAILING_MONTHS - i}"
                       for i in range(TRAILING_MONTHS + 1))
-    bucket_params = [p for i in range(TRAILING_MONTHS + 1) for p in (instants[i], instants[i + 1])]
+    bucket_params = [p for i in range(TRAILING_MONTHS + 1) for p in (bounds[i], bounds[i + 1])]
     usage = tx.fetchall(f"""
-        SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id, e.source,
-               CASE {bucket} END AS months_back, SUM(e.quantity) AS units
-        FROM raw.events e
-        LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
-        WHERE e.occurred_at >= ? AND e.occurred_at < ?
-        GROUP BY COALESCE(c.billing_account_id, e.customer_id), e.product_id, e.source, 4""",
-                        [*bucket_params, instants[0], instants[-1]])
+        SELECT account_id, product_id, source, months_back, SUM(quantity) AS units
+        FROM (
+            SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id, e.source,
+                   e.quantity, CASE {bucket} END AS months_back
+            FROM raw.events e
+            LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
+            WHERE e.occurred_at >= ? AND e.occurred_at < ?
+        ) localized
+        WHERE months_back IS NOT NULL
+        GROUP BY account_id, product_id, source, months_back""",
+                        [*bucket_params, _instant(bounds[0]) - LOCAL_DAY_PADDING,
+                         _instant(bounds[-1]) + LOCAL_DAY_PADDING])
     per_account: dict[tuple[str, str], dict[int, Decimal]] = {}
     per_source: dict[str, set[int]] = {}
     for account, product, source, back, units in usage:

@@ -136,6 +136,22 @@ def test_anomalies_name_a_jump_a_stop_and_a_silent_source(copy):
         monkeypatch.undo()
 
 
+
+def test_anomalies_count_usage_in_the_customers_local_month(copy):
+    # C3 (now in Budapest) used bandwidth every month; its October usage is one event at 00:30 on
+    # 1 October local time, 22:30 on 30 September UTC. Counted in UTC months it would look stopped.
+    query(copy, "update raw.catalog_customers set timezone = 'Europe/Budapest' where customer_id = 'C3'")
+    at = ["2026-07-20 00:00:00+00", "2026-08-20 00:00:00+00", "2026-09-20 00:00:00+00", "2026-09-30 22:30:00+00"]
+    for n, instant in enumerate(at):
+        query(copy, f"insert into raw.events values ('acme-sftp', 'c3-bw-{n}', 'C3', 'BANDWIDTH_GB', 5, "
+                    f"timestamptz '{instant}', 'planted', 1, now())")
+    outcome = run(copy, q.anomalies)
+    assert outcome.passed, outcome.summary
+    # An hour earlier it is 23:30 on 30 September in Budapest: October has no usage, and says so.
+    query(copy, "update raw.events set occurred_at = timestamptz '2026-09-30 21:30:00+00' where event_id = 'c3-bw-3'")
+    got = [(f["kind"], f.get("customer_id"), f.get("source")) for f in run(copy, q.anomalies).findings]
+    assert got == [("stopped", "C3", None), ("silent_source", None, "acme-sftp")]
+
 def test_dagster_asset_checks_write_findings_with_their_run_id(billing_env):
     import dagster as dg
 
