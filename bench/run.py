@@ -145,6 +145,16 @@ class PeakRss:
 # figures
 
 
+def _machine_busy_seconds() -> float | None:
+    """CPU time all processes of the machine have used since boot (/proc/stat), None where unknown."""
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(x) for x in handle.readline().split()[1:]]
+        return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass
 class Figure:
     name: str
@@ -154,6 +164,7 @@ class Figure:
     start_kib: int | None
     peak_kib: int | None
     note: str = ""
+    others_cpu: float | None = None  # CPU seconds other processes used meanwhile (machine busy - ours)
 
     @property
     def rate(self) -> float | None:
@@ -174,10 +185,13 @@ def measure(name: str, events: int | None = None) -> Iterator[Measured]:
     out = Measured()
     console.print(f"[dim]… {name}[/dim]")
     with PeakRss() as rss:
+        busy = _machine_busy_seconds()
         started, cpu_started = time.perf_counter(), time.process_time()
         yield out
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    out.figure = Figure(name, seconds, cpu, events, rss.start_kib, rss.peak_kib)
+        busy_after = _machine_busy_seconds()
+    others = None if busy is None or busy_after is None else max(0.0, busy_after - busy - cpu)
+    out.figure = Figure(name, seconds, cpu, events, rss.start_kib, rss.peak_kib, others_cpu=others)
 
 
 def _mib(kib: int | None) -> str:
@@ -197,6 +211,7 @@ def _table(title: str, figures: list[Figure], total: Figure | None = None) -> Ta
     table.add_column("stage")
     table.add_column("wall s", justify="right")
     table.add_column("CPU s", justify="right")
+    table.add_column("others' CPU s", justify="right")
     table.add_column("events", justify="right")
     table.add_column("events/s", justify="right")
     table.add_column("peak RSS MiB", justify="right")
@@ -206,7 +221,9 @@ def _table(title: str, figures: list[Figure], total: Figure | None = None) -> Ta
     for i, f in enumerate(rows):
         delta = None if f.peak_kib is None or f.start_kib is None else max(0, f.peak_kib - f.start_kib)
         style = "bold" if total is not None and i == len(rows) - 1 else None
-        table.add_row(f.name, _secs(f.seconds), _secs(f.cpu_seconds), "—" if f.events is None else f"{f.events:,}",
+        table.add_row(f.name, _secs(f.seconds), _secs(f.cpu_seconds),
+                      "n/a" if f.others_cpu is None else f"{f.others_cpu:,.1f}",
+                      "—" if f.events is None else f"{f.events:,}",
                       _per_second(f.rate), _mib(f.peak_kib), _mib(delta), f.note, style=style,
                       end_section=total is not None and i == len(rows) - 2)
     return table
@@ -442,6 +459,7 @@ def report(result: Result, events: int, elapsed: float) -> None:
         stages[0].start_kib if stages else None,
         max((f.peak_kib for f in stages if f.peak_kib is not None), default=None),
         "events/s = rows received / total wall; peak = highest stage peak",
+        others_cpu=None if any(f.others_cpu is None for f in stages) else sum(f.others_cpu for f in stages),
     )
     console.print()
     console.print(_table("Demo data (not a pipeline stage)", [result.generate]))
@@ -459,9 +477,11 @@ def report(result: Result, events: int, elapsed: float) -> None:
                       f"[bold]{polars.rate / pandas_fig.rate:.2f}x[/bold]")
     normalize = next((f for f in stages if f.name == "normalize"), None)
     if normalize is not None and normalize.rate:
+        busy = ("" if normalize.others_cpu is None
+                else f"; other processes used {normalize.others_cpu:.1f} CPU s meanwhile")
         console.print(f"normalize ({result.formats} files): [bold]{normalize.events:,} events in "
                       f"{normalize.seconds:.2f} s = {normalize.rate:,.0f} events/s[/bold] "
-                      f"({normalize.cpu_seconds:.1f} CPU s, peak RSS {_mib(normalize.peak_kib)} MiB)")
+                      f"({normalize.cpu_seconds:.1f} CPU s, peak RSS {_mib(normalize.peak_kib)} MiB{busy})")
     for note in result.notes:
         console.print(f"[dim]{note}[/dim]")
     import duckdb
