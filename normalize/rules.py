@@ -401,8 +401,11 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
         rows = rows.with_columns(pl.lit("-").alias("_derived_event_id"))
         source = _with_column(source, "event_id", "_derived_event_id")
     text = {f: pl.col(source.column(f)).str.strip_chars() for f in EVENT_FIELDS}
-    quantity_text = text["quantity"]
-    ts_text = text["occurred_at"]
+    # The fast test reads the quantity and the timestamp as received, not stripped (stripping copies
+    # every value): a value with spaces around it fails the anchored checks below, and the full rules
+    # (`_checked_rest`) type that row again from the stripped text, as before.
+    quantity_text = pl.col(source.column("quantity"))
+    ts_text = pl.col(source.column("occurred_at"))
     has_zone = ts_text.str.contains(_HAS_ZONE)
     any_zone = ts_text.str.to_datetime("%+", strict=False, time_zone="UTC").dt.cast_time_unit("us")
     # Whole seconds in UTC (`...T12:00:00Z`, the most common shape) parse ~2.5x faster with their exact
@@ -476,6 +479,13 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
     else:
         naive_utc = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
     zoned = ts_text.str.to_datetime("%+", strict=False, time_zone="UTC")
+    quantity_text = text["quantity"]
+    rest = rest.with_columns(  # the fast test's columns, from the stripped text
+        _quantity=_scaled(quantity_text.str.to_decimal(scale=SCALE), source.quantity_scale),
+        _has_zone=ts_text.str.contains(_HAS_ZONE),
+        _quantity_ok=quantity_text.str.contains(_DECIMAL_TEXT),
+        _too_precise=quantity_text.str.contains(rf"\.\d{{{SCALE + 1},}}$"),
+    )
     rest = rest.with_columns(
         _occurred_at=pl.when(pl.col("_has_zone")).then(zoned).otherwise(naive_utc).dt.cast_time_unit("us"),
         _naive=naive,

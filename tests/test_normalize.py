@@ -109,3 +109,21 @@ def test_the_fast_timestamp_format_gives_what_iso_8601_parsing_gives(first):
         if instant is not None:
             assert by_row.get(number) == instant, text
     assert out.events.height + out.quarantine.height == len(shapes)
+
+
+def test_spaces_around_values_give_the_same_events_and_reasons_as_without():
+    """The fast test reads quantities and timestamps unstripped; values with spaces (or tabs) around
+    them must still be typed from the stripped text, exactly as if sent without."""
+    quantities = ["1.5", "2", "abc", "-3", "0.1234567891", "7", "8", "9"]
+    times = ["2026-10-01T02:00:00+02:00", "2026-10-01T00:00:00Z", "2026-10-01T00:00:00Z", "2026-10-01T00:00:00Z",
+             "2026-10-01T00:00:00Z", "2026-10-01 10:00:00", "yesterday", "2026-10-01T00:00:00.5Z"]
+    source = SourceConfig("s")
+    plain = normalize_frame(rows(quantity=quantities, occurred_at=times), source)
+    for pad in (" {} ", "\t{}", "{}  ", " {}"):
+        padded = normalize_frame(rows(quantity=[pad.format(q) for q in quantities],
+                                      occurred_at=[pad.format(t) for t in times]), source)
+        assert padded.events.equals(plain.events), pad
+        assert padded.quarantine.select("row_number", "column_name").equals(
+            plain.quarantine.select("row_number", "column_name")), pad
+    assert plain.events["row_number"].to_list() == [1, 2, 8]
+    assert plain.events["quantity"].to_list() == [Decimal("1.5"), Decimal("2"), Decimal("9")]
