@@ -171,6 +171,20 @@ def _instant(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+LOCAL_DAY = "CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE)"  # e: raw.events, c: customers
+
+
+def _on_local_days(period: Period) -> tuple[str, list]:
+    """A condition on raw.events `e` LEFT JOIN customers `c`: the event's local day (in its customer's
+    time zone, UTC if unknown; the day rating puts it on) is in the period. Only events within a day
+    of the period's edges pay for the time-zone conversion (an offset is at most 14 hours)."""
+    lo, hi = _instant(period.start), _instant(period.end)
+    return (f"e.occurred_at >= ? AND e.occurred_at < ? AND ((e.occurred_at >= ? AND e.occurred_at < ?) "
+            f"OR ({LOCAL_DAY} >= ? AND {LOCAL_DAY} < ?))",
+            [lo - LOCAL_DAY_PADDING, hi + LOCAL_DAY_PADDING, lo + timedelta(days=1), hi - timedelta(days=1),
+             period.start, period.end])
+
+
 def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
     """Nothing lost: per file, rows received = events + quarantined + duplicates; per billing account
     and product (sum meters), units in the period's valid events = units invoiced + units reported unrated.
@@ -187,16 +201,15 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
     November (its receipt), and with no month after that. Files not normalized yet (rows_received
     NULL) are not checked."""
     lo, hi = _instant(period.start), _instant(period.end)
-    files = _rows(tx, """
+    on_local_days, local_params = _on_local_days(period)
+    files = _rows(tx, f"""
         WITH in_period AS (
             SELECT file_id FROM raw.landed_files WHERE received_at >= ? AND received_at < ?
             UNION
             SELECT e.file_id
             FROM raw.events e
             LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
-            WHERE e.occurred_at >= ? AND e.occurred_at < ?
-              AND CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) >= ?
-              AND CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) < ?
+            WHERE {on_local_days}
         ),
         counted AS (
             SELECT file_id, COUNT(*) AS n, 'events' AS kind FROM raw.events
@@ -219,7 +232,7 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
         )
         SELECT * FROM per_file WHERE rows_received <> events + quarantined + duplicates
         ORDER BY source, original_name, file_id""",
-                  [lo, hi, lo - LOCAL_DAY_PADDING, hi + LOCAL_DAY_PADDING, period.start, period.end])
+                  [lo, hi, *local_params])
     for f in files:
         f["kind"] = "rows"
         f["missing_rows"] = _ranges(_missing_rows(tx, f["file_id"], int(f["rows_received"])))
@@ -240,8 +253,7 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
                    e.quantity AS event_units, 0 AS invoiced_units, 0 AS unrated_units
             FROM raw.events e
             LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
-            WHERE CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) >= ?
-              AND CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE) < ?
+            WHERE {on_local_days}
             UNION ALL
             SELECT billing_account_id, product_id, 0, quantity, 0
             FROM {MARTS}.fct_invoice_lines WHERE period = ? AND line_type = 'usage'
@@ -256,7 +268,7 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
            OR product_id NOT IN (SELECT product_id FROM known_products)
         GROUP BY account_id, product_id
         HAVING SUM(event_units) <> SUM(invoiced_units) + SUM(unrated_units)
-        ORDER BY account_id, product_id""", [period.start, period.end, period.key, period.key])
+        ORDER BY account_id, product_id""", [*local_params, period.key, period.key])
     for u in units:
         u["kind"] = "units"
         u["customer_id"] = u["account_id"]
@@ -299,15 +311,21 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor:
     if factor is None:
         factor = Decimal(os.environ.get("BILLING_ANOMALY_FACTOR") or ANOMALY_FACTOR)
     bounds = [_month_start(period.start, back) for back in range(TRAILING_MONTHS, 0, -1)] + [period.start, period.end]
-    local_day = "CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE)"
-    bucket = " ".join(f"WHEN {local_day} >= ? AND {local_day} < ? THEN {TRAILING_MONTHS - i}"
-                      for i in range(TRAILING_MONTHS + 1))
-    bucket_params = [p for i in range(TRAILING_MONTHS + 1) for p in (bounds[i], bounds[i + 1])]
+    # An event's local day differs from its UTC day by at most 14 hours: only events within a day of
+    # a month boundary need the (costly) time-zone conversion; the rest are bucketed by their instant.
+    months = range(TRAILING_MONTHS + 1)
+    by_local_day = " ".join(f"WHEN {LOCAL_DAY} >= ? AND {LOCAL_DAY} < ? THEN {TRAILING_MONTHS - i}" for i in months)
+    by_instant = " ".join(f"WHEN e.occurred_at >= ? AND e.occurred_at < ? THEN {TRAILING_MONTHS - i}" for i in months)
+    near_boundary = " OR ".join("(e.occurred_at >= ? AND e.occurred_at < ?)" for _ in bounds)
+    bucket = f"CASE WHEN {near_boundary} THEN CASE {by_local_day} END ELSE CASE {by_instant} END END"
+    bucket_params = [*(t for day in bounds for t in (_instant(day) - timedelta(days=1), _instant(day) + timedelta(days=1))),
+                     *(day for i in months for day in (bounds[i], bounds[i + 1])),
+                     *(_instant(day) for i in months for day in (bounds[i], bounds[i + 1]))]
     usage = tx.fetchall(f"""
         SELECT account_id, product_id, source, months_back, SUM(quantity) AS units
         FROM (
             SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id, e.source,
-                   e.quantity, CASE {bucket} END AS months_back
+                   e.quantity, {bucket} AS months_back
             FROM raw.events e
             LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
             WHERE e.occurred_at >= ? AND e.occurred_at < ?

@@ -79,6 +79,26 @@ def test_conservation_names_units_missing_from_the_invoice(copy):
     assert [(f["kind"], f["customer_id"], f["product_id"]) for f in outcome.findings] == [("units", "C1", "SMS")]
 
 
+
+@pytest.mark.parametrize(("instant", "in_october"), [("2026-09-30 22:30:00+00", True),   # 00:30 on 1 Oct in Budapest
+                                                      ("2026-09-30 21:30:00+00", False),  # 23:30 on 30 Sep there
+                                                      ("2026-11-01 00:30:00+00", False)])  # 01:30 on 1 Nov
+def test_conservation_counts_units_on_the_customers_local_days(copy, instant, in_october):
+    # An event added after rating is on no invoice: conservation must count it exactly when its local
+    # day (Budapest) is in October, whatever its UTC day.
+    def unaccounted() -> Decimal:
+        return sum((Decimal(f["event_units"]) - Decimal(f["invoiced_units"]) - Decimal(f["unrated_units"])
+                    for f in run(copy, q.conservation).findings
+                    if f["kind"] == "units" and (f["customer_id"], f["product_id"]) == ("C3", "API_CALLS")),
+                   Decimal(0))
+
+    query(copy, "update raw.catalog_customers set timezone = 'Europe/Budapest' where customer_id = 'C3'")
+    before = unaccounted()  # C3's own events move with its zone; only the difference matters here
+    query(copy, f"insert into raw.events values ('upload', 'late-1', 'C3', 'API_CALLS', 7, timestamptz '{instant}', "
+                "'planted', 1, now())")
+    assert unaccounted() - before == (7 if in_october else 0)
+
+
 def test_findings_of_the_reference_month_are_in_the_mart(billed):
     rows = query(billed, "select check_name, severity, period, customer_id, detail from marts.quality_findings "
                          "order by customer_id")
