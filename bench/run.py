@@ -233,20 +233,11 @@ def _table(title: str, figures: list[Figure], total: Figure | None = None) -> Ta
 # pipeline
 
 
-@contextlib.contextmanager
-def _dbt_in(folder: Path) -> Iterator[None]:
+def _dbt_in(folder: Path):
     """Point dbt's target/ and logs/ into `folder` (not the shared dbt_project/), for this block."""
-    values = {"DBT_TARGET_PATH": str(folder / "dbt-target"), "DBT_LOG_PATH": str(folder / "dbt-logs")}
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
+    from billing.rating import environment
+
+    return environment({"DBT_TARGET_PATH": str(folder / "dbt-target"), "DBT_LOG_PATH": str(folder / "dbt-logs")})
 
 
 def _dbt_build_seconds(folder: Path) -> float | None:

@@ -57,7 +57,8 @@ def dbt_args(command: str, period: Period, extra: Sequence[str] = ()) -> list[st
 
 
 @contextmanager
-def _environment(values: dict[str, str]):
+def environment(values: dict[str, str]):
+    """Set these environment variables for the block, then put back what was there."""
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -78,7 +79,7 @@ def run_dbt(settings: Settings, period: Period, command: str = "build", extra: S
     """Run `dbt <command>` for the period in-process; return one dict per node result."""
     from dbt.cli.main import dbtRunner
 
-    with _environment(dbt_env(settings)):
+    with environment(dbt_env(settings)):
         result = dbtRunner().invoke(dbt_args(command, period, ["--quiet", *extra]))
     nodes = []
     for item in (result.result or []) if hasattr(result.result, "__iter__") else []:
