@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from billing.config import load_settings
-from billing.rating import DBT_PROJECT_DIR, _environment, dbt_env
+from billing.rating import DBT_PROJECT_DIR, dbt_env, environment
 
 from .partitions import billing_months, period_of
 
@@ -36,7 +36,7 @@ def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Staging, rating and invoice marts for one billing month: the month reaches dbt as a half-open window."""
     period = period_of(context.partition_key)
     settings = load_settings()
-    with _environment(dbt_env(settings)):
+    with environment(dbt_env(settings)):
         args = ["build", "--vars", json.dumps(period.dbt_vars())]
         yield from dbt.cli(args, context=context).stream()
 
