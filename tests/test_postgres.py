@@ -249,3 +249,24 @@ def test_frames_and_registered_tables_look_the_same_on_both_engines(tmp_path):
         results[warehouse.dialect] = [(f.schema, f.rows()) for f in frames], [i for (i,) in instants]
     assert results["postgres"] == results["duckdb"]
     assert results["postgres"][1] == incoming["occurred_at"].to_list()
+
+
+def test_frames_reach_postgresql_value_for_value():
+    """Tx.insert_frame's COPY keeps what CSV text could blur: '' apart from NULL, quotes, commas and
+    line breaks inside text, a lone backslash-dot, 9-decimal and 38-digit decimals, microseconds."""
+    connect().close()  # skip (locally) or fail (under CI) without a server
+    frame = pl.DataFrame({
+        "text": ["", None, 'a,"b"\nc', "\\.", "\\N", "é ünï"],
+        "amount": pl.Series([D("0.000000001"), None, D("12345678901234567890123456789.123456789"), D("-1"),
+                             D("0"), D("2.5")], dtype=pl.Decimal(38, 9)),
+        "at": [datetime(2026, 10, 1, 12, 30, 1, 123456, tzinfo=UTC), None, datetime(1999, 12, 31, tzinfo=UTC),
+               None, None, None],
+        "day": [date(2026, 10, 1), None, None, None, None, None],
+        "n": [1, None, 3, 4, 5, 6],
+    })
+    with Warehouse(postgres_dsn=DSN).transaction() as tx:
+        tx.register("_copied", frame)  # a temp table filled by insert_frame's COPY
+        tx.insert_frame("_copied", frame.head(2).drop("n"), constants={"n": 7})
+        got = tx.frame("SELECT text, amount, at, day, n FROM _copied")
+    assert got.head(6).rows() == frame.rows()
+    assert got.tail(2).rows() == [(*row[:4], 7) for row in frame.head(2).rows()]

