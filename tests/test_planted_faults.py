@@ -38,7 +38,7 @@ import pytest
 from billing import runner
 from billing.cli import main
 
-from support import billing_env, new_home, query
+from support import billing_env, copy_warehouse, new_home, query
 
 DATA = Path(__file__).parent / "data" / "planted_faults"
 CHECKS = ("unrated_usage", "missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies")
@@ -205,9 +205,7 @@ def test_conservation_names_a_broken_file_in_its_own_periods_only(planted, tmp_p
     from warehouse.store import Warehouse
 
     path, _ = planted
-    copy = tmp_path / "warehouse.duckdb"
-    query(path, "checkpoint")
-    shutil.copy(path, copy)
+    copy = copy_warehouse(path, tmp_path)
     for name, at in RECEIVED.items():
         query(copy, "update raw.landed_files set received_at = cast(? as timestamptz) where original_name = ?",
               [at, name])

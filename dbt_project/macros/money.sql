@@ -20,7 +20,7 @@
 
 {#
   Exact decimal division truncated to 12 places (the denominator is a whole number).
-  DuckDB's `/` on decimals returns a binary float; PostgreSQL's `/` on numerics rounds at a scale
+  DuckDB's `/` on decimals returns an inexact binary value; PostgreSQL's `/` on numerics rounds at a scale
   it picks from the operands' sizes (as few as 9 places for large amounts), so truncating its
   result is not exact either. Both engines divide whole numbers exactly: scale by 10^12,
   truncating integer division, scale back.
