@@ -11,12 +11,37 @@ the file names (`warehouse.dsn_env`, default BILLING_POSTGRES_DSN).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import yaml
 
 from warehouse.store import Warehouse
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Who must approve a draft before it is issued (docs/lifecycle.md)."""
+
+    finance_approvals: int = 1            # distinct finance people
+    csm_when_required: bool = True        # the customer's CSM too, when the catalog says require_csm_approval
+    two_approvers_from: dict[str, Decimal] = field(default_factory=dict)  # currency -> total needing 2 people
+    no_approval_customers: tuple[str, ...] = ()  # billing accounts issued without a person (auto-issue job)
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """Settings of the invoice lifecycle: people, policy, numbers, corrections, documents, webhooks."""
+
+    people: Path | None = None            # the people file (id, name, email, role)
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    invoice_format: str = "INV-{year}-{number:06d}"
+    credit_note_format: str = "CN-{year}-{number:06d}"
+    lookback_periods: int = 3             # how many issued periods back a late change is still adjusted
+    seller: dict[str, str] = field(default_factory=dict)  # name, address, tax_id, email on documents
+    documents: Path | None = None         # where rendered PDFs are kept (default <home>/documents)
+    webhooks: tuple[dict, ...] = ()       # endpoints: name, url, secret_env, [timeout_seconds, max_attempts]
 
 
 @dataclass(frozen=True)
@@ -30,6 +55,7 @@ class Settings:
     dsn_env: str = "BILLING_POSTGRES_DSN"
     sources: Path | None = None
     config_file: Path | None = None
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
 
     def warehouse(self) -> Warehouse:
         if self.engine == "postgres":
@@ -81,4 +107,46 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         dsn_env=warehouse.get("dsn_env") or "BILLING_POSTGRES_DSN",
         sources=pick("BILLING_SOURCES", sources, home / "sources.yaml") if sources else None,
         config_file=path,
+        lifecycle=_lifecycle(doc, env, base, home, pick, path),
+    )
+
+
+def _lifecycle(doc: dict, env: dict[str, str], base: Path, home: Path, pick, path: Path | None) -> Lifecycle:
+    """The lifecycle part of the config (`people`, `approval`, `numbering`, `lookback_periods`, `seller`,
+    `documents`, `webhooks`); every key optional."""
+    where = path or "the configuration"
+    approval = doc.get("approval") or {}
+    if not isinstance(approval, dict):
+        raise ValueError(f"{where}: approval must be a mapping (docs/lifecycle.md)")
+    thresholds = {}
+    for currency, amount in (approval.get("two_approvers_from") or {}).items():
+        try:
+            thresholds[str(currency)] = Decimal(str(amount))
+        except InvalidOperation:
+            raise ValueError(f"{where}: approval.two_approvers_from.{currency} = {amount!r} is not an amount") from None
+    policy = ApprovalPolicy(
+        finance_approvals=int(approval.get("finance_approvals", 1)),
+        csm_when_required=bool(approval.get("csm_when_required", True)),
+        two_approvers_from=thresholds,
+        no_approval_customers=tuple(str(c) for c in approval.get("no_approval_customers") or ()),
+    )
+    numbering = doc.get("numbering") or {}
+    people = env.get("BILLING_PEOPLE") or doc.get("people")
+    default_people = home / "people.yaml"
+    webhooks = doc.get("webhooks") or []
+    if not isinstance(webhooks, list):
+        raise ValueError(f"{where}: webhooks must be a list of endpoints (docs/lifecycle.md)")
+    lookback = int(doc.get("lookback_periods", 3))
+    if lookback < 0:
+        raise ValueError(f"{where}: lookback_periods must be 0 or more, not {lookback}")
+    return Lifecycle(
+        people=pick("BILLING_PEOPLE", people, default_people) if people else
+        (default_people if default_people.is_file() else None),
+        approval=policy,
+        invoice_format=str(numbering.get("invoice", "INV-{year}-{number:06d}")),
+        credit_note_format=str(numbering.get("credit_note", "CN-{year}-{number:06d}")),
+        lookback_periods=lookback,
+        seller={str(k): str(v) for k, v in (doc.get("seller") or {}).items()},
+        documents=pick("BILLING_DOCUMENTS", doc.get("documents"), home / "documents"),
+        webhooks=tuple(dict(w) for w in webhooks),
     )
