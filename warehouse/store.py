@@ -162,6 +162,28 @@ def _pl_type(column: Any, values: list[Any]) -> pl.DataType | None:
     return _PG_OID_TYPES.get(column.type_code)
 
 
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def masked_dsn(dsn: str) -> str:
+    """A PostgreSQL DSN with its password replaced by ***: a URL (`postgresql://user:pw@host/db`, the
+    password in the user info or a `password=` query parameter) or key=value pairs (`password=...`,
+    quoted or not).
+
+    The user info of a URL is taken as everything before its last '@': a password holding ':', '/',
+    '?' or an unencoded '@' is masked whole, never cut at the first of them (an '@' later in the URL
+    only hides more than needed).
+    """
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or not re.fullmatch(r"postgres(ql)?", scheme, re.IGNORECASE):
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    userinfo, at, hosts = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{rest}")
+
+
 class Warehouse:
     """Where the raw tables and the dbt marts live: a DuckDB file, or a PostgreSQL database."""
 
@@ -177,7 +199,7 @@ class Warehouse:
         """Where the data is, safe to print (no password)."""
         if self.duckdb_path:
             return str(self.duckdb_path)
-        return re.sub(r"(password=)\S+|(:)[^:@/]+(@)", r"\1\2***\3", self.postgres_dsn or "")
+        return masked_dsn(self.postgres_dsn or "")
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
