@@ -12,13 +12,13 @@ Where the catalog, the inbox and the warehouse are: billing.yaml or the environm
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import runner
 from .config import Settings, load_settings
@@ -153,11 +153,14 @@ def upload(settings: Settings, file: Path, source_name: str) -> int:
 
 
 def demo(settings: Settings, events: int, customers: int, expectations: bool = False) -> int:
-    from .demo import generate_demo
+    from .demo import DemoHomeRefused, generate_demo, prepare_home
 
     home = settings.home
-    if home.exists():
-        shutil.rmtree(home)  # the demo always starts from a clean slate
+    try:
+        prepare_home(home)  # a home the demo did not make is refused, never cleared
+    except DemoHomeRefused as exc:
+        console.print(Text.assemble(("demo refused: ", "red"), str(exc)))
+        return 2
     summary = generate_demo(home, customers=customers, events=events)
     console.print(summary.describe(), markup=False, highlight=False)
     code = run_month(settings, summary.months[-1], expectations)
@@ -193,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     up_p = sub.add_parser("upload", help="put a usage file into the upload inbox")
     up_p.add_argument("file", type=Path)
     up_p.add_argument("--source", default="upload")
-    demo_p = sub.add_parser("demo", help="generate the demo dataset under $BILLING_HOME and bill its last month")
+    demo_p = sub.add_parser("demo", help="generate the demo dataset under $BILLING_HOME and bill its last month; "
+                                         "the home must be new, empty or made by an earlier demo (.billing-demo): "
+                                         "the demo clears it, and refuses any other folder (exit status 2)")
     demo_p.add_argument("--events", type=int, default=60_000)
     demo_p.add_argument("--customers", type=int, default=240)
     demo_p.add_argument("--expectations", action="store_true", help=gx_help)

@@ -613,6 +613,45 @@ def _apply(frame: pl.DataFrame, inserts: list, name: str) -> tuple[pl.DataFrame,
 
 
 # --------------------------------------------------------------------------------------------------
+# the demo's home
+
+HOME_MARKER = ".billing-demo"  # written into a BILLING_HOME the demo made: only such a home is ever cleared
+
+
+class DemoHomeRefused(RuntimeError):
+    """BILLING_HOME holds things the demo did not create: it is not cleared, and the demo does not run."""
+
+
+def prepare_home(home: Path) -> Path:
+    """Make `home` an empty demo home with its marker, and return it.
+
+    An absent or empty folder is used (and marked); a folder holding the marker is the demo's own and is
+    cleared of everything (the warehouse, landing zone and inbox of the last demo); any other folder is
+    refused with `DemoHomeRefused`, untouched: it may be a real warehouse and the copies of what was received.
+    """
+    home = Path(home)
+    if home.exists() and not home.is_dir():
+        raise DemoHomeRefused(f"BILLING_HOME {home} is a file, not a folder; the demo needs a folder of its own")
+    if home.is_dir():
+        entries = sorted(p.name for p in home.iterdir())
+        if entries and HOME_MARKER not in entries:
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            raise DemoHomeRefused(
+                f"BILLING_HOME {home} is not empty ({shown}) and was not made by the demo (no {HOME_MARKER} "
+                "file in it). The demo clears its home before every run, so it does not use this one: nothing "
+                "in it was touched. Point BILLING_HOME at a new or empty folder, e.g. "
+                "BILLING_HOME=./demo-data make demo")
+        if entries:  # the demo's own home: start again from a clean slate
+            shutil.rmtree(home)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / HOME_MARKER).write_text(
+        "Made by `billing demo`: the next `billing demo` with this BILLING_HOME deletes this folder and\n"
+        "everything in it. Remove this file to keep the folder from being cleared (the demo then refuses it).\n",
+        encoding="utf-8")
+    return home
+
+
+# --------------------------------------------------------------------------------------------------
 # command line
 
 

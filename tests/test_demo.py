@@ -241,3 +241,46 @@ def test_eur_usage_with_no_price_is_only_the_planted_row(demo, clean):
         assert list(zip(rows["file"], rows["row_number"], strict=True)) == planted
         assert len(planted) == (1 if summary.defects else 0)
         assert not any(r.product_id == "SMS" and r.currency == "EUR" for r in cat.rates.values())
+
+
+def test_billing_demo_refuses_a_home_it_did_not_make_and_touches_nothing(tmp_path, capsys):
+    from billing import cli
+
+    from support import billing_env
+
+    home = tmp_path / "real"
+    (home / "landing" / "ab").mkdir(parents=True)
+    (home / "landing" / "ab" / "abc.csv").write_text("what a customer sent\n")
+    (home / "warehouse.duckdb").write_bytes(b"a real warehouse")
+    before = digests(home)
+    with billing_env(home):
+        assert cli.main(["demo", "--events", "1000"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "demo refused" in out and "was not made by the demo" in out and ".billing-demo" in out
+    assert "landing" in out and "warehouse.duckdb" in out  # says what it found
+    assert digests(home) == before  # nothing deleted, nothing written
+    assert not (home / ".billing-demo").exists()
+
+
+def test_the_demo_home_is_absent_empty_or_marked(tmp_path):
+    from billing.demo import HOME_MARKER, DemoHomeRefused, prepare_home
+
+    absent = prepare_home(tmp_path / "new" / "home")
+    assert sorted(p.name for p in absent.iterdir()) == [HOME_MARKER]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert sorted(p.name for p in prepare_home(empty).iterdir()) == [HOME_MARKER]
+    # the demo's own home is cleared for the next demo
+    (empty / "warehouse.duckdb").write_bytes(b"last demo")
+    (empty / "inbox").mkdir()
+    assert sorted(p.name for p in prepare_home(empty).iterdir()) == [HOME_MARKER]
+    # a marker removed by hand: the folder is no longer the demo's to clear
+    (empty / HOME_MARKER).unlink()
+    (empty / "warehouse.duckdb").write_bytes(b"kept")
+    with pytest.raises(DemoHomeRefused, match="was not made by the demo"):
+        prepare_home(empty)
+    assert (empty / "warehouse.duckdb").read_bytes() == b"kept"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(DemoHomeRefused, match="is a file"):
+        prepare_home(a_file)
