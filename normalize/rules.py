@@ -7,15 +7,20 @@ exercise and what `normalize.load` calls for every landed file.
 from __future__ import annotations
 
 import codecs
+import contextlib
+import gzip
 import hashlib
 import io
 import json
+import re
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -42,6 +47,7 @@ class Normalized:
 
 _ASCII_COMPATIBLE = {"utf-8", "latin-1", "iso8859-1", "iso8859-15", "cp1252", "ascii"}
 MAX_EXPANDED_BYTES = 4 << 30  # a compressed file may expand to at most this (zip bombs stop here)
+EXPAND_CHUNK = 1 << 20  # a compressed file is expanded to disk this many bytes at a time
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -75,35 +81,41 @@ def read_batches(path: Path, source: SourceConfig, *, batch_rows: int | None = N
     """The rows of `read_rows`, as frames of at most `batch_rows` rows (numbered across the file).
 
     Plain UTF-8 JSON-lines files are parsed block by block, and plain UTF-8 CSV files larger than
-    `WHOLE_FILE_BYTES` are streamed, so memory stays bounded whatever the file size. Compressed,
-    Parquet and non-UTF-8 files are read whole first (bounded by the expansion limit), then sliced.
+    `WHOLE_FILE_BYTES` are streamed, so memory stays bounded whatever the file size. A compressed
+    file is first expanded to a temporary plain file in bounded chunks (`_expanded`), then read
+    like one. Parquet and non-UTF-8 files are read whole, then sliced.
     Sources that derive event ids number identical payloads across the whole file: one batch.
     Always yields at least one frame (possibly empty).
     """
     batch_rows = batch_rows or BATCH_ROWS
     if source.derive_event_id:
         batch_rows = 1 << 62
-    plain = path.suffix.lower() not in (".gz", ".zip")
-    fmt = _format_of(path.name, source) if plain else None
-    utf8 = codecs.lookup(source.encoding).name == "utf-8"
-    if plain and utf8 and fmt == "jsonl":
-        yield from _rebatch(_jsonl_blocks(path, source), batch_rows)
+    if path.suffix.lower() in (".gz", ".zip"):
+        with _expanded(path, max_expanded_bytes or MAX_EXPANDED_BYTES) as plain:
+            yield from _read_plain(plain, source, batch_rows)
         return
-    if plain and utf8 and fmt == "csv":
+    yield from _read_plain(path, source, batch_rows)
+
+
+def _read_plain(path: Path, source: SourceConfig, batch_rows: int) -> Iterator[pl.DataFrame]:
+    fmt = _format_of(path.name, source)
+    if codecs.lookup(source.encoding).name == "utf-8" and fmt == "jsonl":
+        yield from _rebatch(_jsonl_blocks(path, source), batch_rows)
+    elif codecs.lookup(source.encoding).name == "utf-8" and fmt == "csv":
         if path.stat().st_size > WHOLE_FILE_BYTES:
             yield from _rebatch(_csv_stream(path, source, batch_rows), batch_rows)
         else:
             yield from _rebatch(iter([_read_csv(path, path.name, source)]), batch_rows)
-        return
-    yield from _rebatch(iter([_read_whole(path, source, max_expanded_bytes or MAX_EXPANDED_BYTES)]), batch_rows)
+    else:
+        yield from _rebatch(iter([_read_whole(path, fmt, source)]), batch_rows)
 
 
-def _read_whole(path: Path, source: SourceConfig, limit: int) -> pl.DataFrame:
-    """A compressed, Parquet or non-UTF-8 file, read into memory whole (without `row_number`)."""
-    name, data = _expand(path, path.read_bytes(), limit)
-    fmt = _format_of(name, source)
+def _read_whole(path: Path, fmt: str, source: SourceConfig) -> pl.DataFrame:
+    """A Parquet or non-UTF-8 file, read into memory whole (without `row_number`)."""
+    name = path.name
     if fmt == "parquet":
-        return _read_parquet(data, name, source)
+        return _read_parquet(path, name, source)
+    data = path.read_bytes()
     if not data or data.isspace():
         return pl.DataFrame()
     data = _as_utf8(data, name, source)
@@ -320,43 +332,72 @@ def _read_jsonl_exact(data: bytes, schema: dict[str, pl.DataType]) -> pl.DataFra
     return pl.DataFrame(columns, schema=schema)
 
 
-def _expand(path: Path, data: bytes, limit: int) -> tuple[str, bytes]:
-    """Undo .gz / .zip, refusing truncated archives and anything that expands past `limit` bytes."""
+@contextlib.contextmanager
+def _expanded(path: Path, limit: int) -> Iterator[Path]:
+    """A .gz / .zip file expanded into a temporary file, `EXPAND_CHUNK` bytes at a time.
+
+    Memory stays bounded whatever the compression ratio: the expansion goes to disk and stops,
+    refused as a possible bomb, once it passes `limit` bytes. The temporary folder sits beside the
+    file (the landing zone's disk, sized for data; /tmp may be memory) and goes when the caller is done.
+    """
+    try:
+        scratch = tempfile.TemporaryDirectory(prefix=".expanding-", dir=path.parent)
+    except OSError:  # a folder we may not write to: the system's temporary folder then
+        scratch = tempfile.TemporaryDirectory(prefix="billing-expanding-")
+    with scratch as folder:
+        if path.suffix.lower() == ".gz":
+            yield _gunzip(path, Path(folder), limit)
+        else:
+            yield _unzip(path, Path(folder), limit)
+
+
+def _gunzip(path: Path, folder: Path, limit: int) -> Path:
+    """Every member of a gzip file (`cat a.gz b.gz` makes one file of two), as one plain file."""
     name = path.name
-    suffix = Path(name).suffix.lower()
-    if suffix == ".gz":
-        out = bytearray()
-        decompressor = zlib.decompressobj(wbits=47)  # gzip header, bounded output per call
-        chunk = data
-        try:
-            while chunk:
-                out += decompressor.decompress(chunk, limit + 1 - len(out))
-                if len(out) > limit:
-                    raise FileRejected(f"'{name}' expands to more than {limit} bytes; refused as a possible bomb")
-                chunk = decompressor.unconsumed_tail
-            if not decompressor.eof:
-                raise FileRejected(f"'{name}' is a truncated gzip file; send it again")
-        except zlib.error as exc:
-            raise FileRejected(f"'{name}' is not a valid gzip file ({exc}); send it again") from None
-        return name[:-3], bytes(out)
-    if suffix == ".zip":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
-                if len(members) != 1:
-                    raise FileRejected(f"'{name}' holds {len(members)} files; send one usage file per zip")
-                member = members[0]
-                if member.file_size > limit:
-                    raise FileRejected(f"'{name}' expands to {member.file_size} bytes, over the {limit}-byte "
-                                       "limit; refused as a possible bomb")
-                with archive.open(member) as handle:
-                    content = handle.read(limit + 1)  # never trust the declared size alone
-                if len(content) > limit:
-                    raise FileRejected(f"'{name}' expands to more than {limit} bytes; refused as a possible bomb")
-                return Path(member.filename).name, content
-        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-            raise FileRejected(f"'{name}' is not a readable zip file ({exc}); send it again") from None
-    return name, data
+    target = folder / _scratch_name(name[:-3])
+    try:
+        with gzip.open(path, "rb") as src, target.open("wb") as out:
+            _copy_bounded(src, out, name, limit)
+    except EOFError:
+        raise FileRejected(f"'{name}' is a truncated gzip file; send it again") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise FileRejected(f"'{name}' is not a valid gzip file ({exc}); send it again") from None
+    return target
+
+
+def _unzip(path: Path, folder: Path, limit: int) -> Path:
+    name = path.name
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if not m.is_dir()]
+            if len(members) != 1:
+                raise FileRejected(f"'{name}' holds {len(members)} files; send one usage file per zip")
+            member = members[0]
+            if member.file_size > limit:
+                raise FileRejected(f"'{name}' expands to {member.file_size} bytes, over the {limit}-byte "
+                                   "limit; refused as a possible bomb")
+            target = folder / _scratch_name(Path(member.filename).name)
+            with archive.open(member) as src, target.open("wb") as out:
+                _copy_bounded(src, out, name, limit)  # never trust the declared size alone
+            return target
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise FileRejected(f"'{name}' is not a readable zip file ({exc}); send it again") from None
+    except (NotImplementedError, RuntimeError) as exc:  # an unsupported method, a password
+        raise FileRejected(f"'{name}' cannot be expanded ({exc}); send it as a plain zip or gzip") from None
+
+
+def _copy_bounded(src: BinaryIO, out: BinaryIO, name: str, limit: int) -> None:
+    total = 0
+    while chunk := src.read(EXPAND_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise FileRejected(f"'{name}' expands to more than {limit} bytes; refused as a possible bomb")
+        out.write(chunk)
+
+
+def _scratch_name(name: str) -> str:
+    """The expanded file's name (its suffix says its format), safe to create in the scratch folder."""
+    return re.sub(r"[^\w.()+=@ -]", "_", name).lstrip(". ") or "expanded"
 
 
 def _as_utf8(data: bytes, name: str, source: SourceConfig) -> bytes:
@@ -369,9 +410,9 @@ def _as_utf8(data: bytes, name: str, source: SourceConfig) -> bytes:
     return data if source.encoding.replace("-", "").lower() == "utf8" else text.encode("utf-8")
 
 
-def _read_parquet(data: bytes, name: str, source: SourceConfig) -> pl.DataFrame:
+def _read_parquet(data: bytes | Path, name: str, source: SourceConfig) -> pl.DataFrame:
     try:
-        frame = pl.read_parquet(io.BytesIO(data))
+        frame = pl.read_parquet(data if isinstance(data, Path) else io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise FileRejected(f"'{name}' cannot be read as parquet: {exc}") from None
     quantity = source.column("quantity")

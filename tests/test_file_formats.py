@@ -2,6 +2,7 @@
 and nothing already stored is lost."""
 
 import gzip
+import tracemalloc
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -53,6 +54,32 @@ def test_zip_bomb_stops_at_the_expansion_limit(tmp_path):
     gz.write_bytes(gzip.compress((HEADER + "0" * 5_000_000).encode()))
     with pytest.raises(FileRejected, match="possible bomb"):
         read_rows(gz, SourceConfig("s"), max_expanded_bytes=1_000_000)
+
+
+def test_every_member_of_a_multi_member_gzip_is_read(tmp_path):
+    # `cat a.gz b.gz` (and tools that append to a .gz) make one file of several gzip members
+    path = tmp_path / "usage.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + "e1,C1,API,1,2026-10-01T00:00:00Z\n").encode())
+                     + gzip.compress(ROWS.replace("e1", "e3").encode()) + b"\0" * 512)  # zero padding is allowed
+    assert normalized(path).events["event_id"].to_list() == ["e1", "e3", "e2"]
+    path.write_bytes(gzip.compress((HEADER + ROWS).encode()) + b"usage appended without compressing it\n")
+    with pytest.raises(FileRejected, match="not a valid gzip file"):
+        read_rows(path, SourceConfig("s"))
+
+
+def test_a_gzip_bomb_is_refused_with_memory_bounded_whatever_its_ratio(tmp_path):
+    limit = 32 << 20
+    path = tmp_path / "bomb.csv.gz"
+    path.write_bytes(gzip.compress((HEADER + "0" * (48 << 20)).encode(), compresslevel=1))  # ~50 KB
+    tracemalloc.start()
+    try:
+        with pytest.raises(FileRejected, match="possible bomb"):
+            read_rows(path, SourceConfig("s"), max_expanded_bytes=limit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"gzip bomb: peak Python memory {peak / 2**20:.1f} MiB for a {limit >> 20} MiB limit")
+    assert peak < 8 << 20  # chunks of about 1 MiB, never the expanded file
 
 
 def test_parquet_with_decimal_quantities_and_refused_floats(tmp_path):
