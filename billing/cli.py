@@ -12,6 +12,7 @@ Where the catalog, the inbox and the warehouse are: billing.yaml or the environm
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,11 +26,36 @@ from .config import Settings, load_settings
 from .money import round_money
 from .periods import month_window
 
-console = Console()
+# Markup only in the CLI's own words: user data (ids, names, paths, error texts) is printed as rich Text,
+# never parsed as markup; no highlighting (its regexes take minutes on a long value) and no emoji codes
+# (`account:X:FEE:1` would print as `account❌FEE:1`).
+console = Console(highlight=False, emoji=False)
+
+# What is printed is cut, the full text stays in the tables (marts.quality_findings, raw.landed_files, ...):
+WORD_CHARS = 200  # a run of characters without a space (an id, a value) longer than this
+SHOWN_CHARS = 2_000  # a summary or message longer than this
+ERROR_CHARS = 4_000  # an error message longer than this
+_LONG_WORD = re.compile(rf"\S{{{WORD_CHARS + 1},}}")
+
+
+def _cut(text: str, limit: int) -> str:
+    return f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def clip(text: object, limit: int = SHOWN_CHARS) -> str:
+    """`text` as a string with each very long word and the whole cut, saying how much was cut."""
+    text = _LONG_WORD.sub(lambda word: _cut(word.group(), WORD_CHARS), str(text))
+    return text if len(text) <= limit else _cut(text, limit)
+
+
+def _print(*parts: str | tuple[str, str], limit: int = SHOWN_CHARS, **options) -> None:
+    """One line from plain strings (printed as they are, cut past `limit` characters) and (words, style) pairs."""
+    console.print(Text.assemble(*(part if isinstance(part, tuple) else clip(part, limit) for part in parts)),
+                  **options)
 
 
 def _say(message: str) -> None:
-    console.print(f"  {message}", highlight=False)
+    _print("  ", message)
 
 
 def _stage(name: str):
@@ -38,14 +64,14 @@ def _stage(name: str):
     class _Stage:
         def __enter__(self):
             self.start = time.perf_counter()
-            self.status = console.status(f"[bold]{name}[/bold] ...")
+            self.status = console.status(Text.assemble((clip(name), "bold"), " ..."))
             self.status.__enter__()
             return self
 
         def __exit__(self, *exc):
             self.status.__exit__(*exc)
-            mark = "[green]✓[/green]" if exc[0] is None else "[red]✗[/red]"
-            console.print(f"{mark} {name} ({time.perf_counter() - self.start:.1f}s)")
+            mark = ("✓", "green") if exc[0] is None else ("✗", "red")
+            _print(mark, " ", name, f" ({time.perf_counter() - self.start:.1f}s)")
             return False
 
     return _Stage()
@@ -59,7 +85,7 @@ def run_month(settings: Settings, month: str, expectations: bool = False) -> int
 
     period = month_window(month)
     run_id = uuid.uuid4().hex  # of the findings and of the kept validation results
-    console.print(f"Billing [bold]{period.key}[/bold] into {settings.warehouse().describe()}")
+    _print("Billing ", (period.key, "bold"), " into ", settings.warehouse().describe())
     with _stage("prepare warehouse"):
         warehouse = runner.prepare(settings)
     with _stage(f"load catalog {settings.catalog}"):
@@ -92,42 +118,43 @@ def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None,
     for column in ("currency", "invoices", "total", "not finalizable"):
         table.add_column(column, justify="right" if column != "currency" else "left")
     for currency, count, total, blocked in per_currency:
-        table.add_row(currency, str(count), f"{round_money(total, currency):,}", str(blocked))
+        table.add_row(*(Text(clip(cell)) for cell in (currency, str(count), f"{round_money(total, currency):,}",
+                                                       str(blocked))))
     console.print(table)
     customers = sum(row[1] for row in per_currency)
-    console.print(f"customers invoiced: {customers}; files received this run: {len(landed)} "
-                  f"({sum(1 for item in landed if item.is_new)} new); events loaded this run: "
-                  f"{sum(item.rows_loaded for item in loads)}; rows in quarantine: {quarantined}")
+    _print(f"customers invoiced: {customers}; files received this run: {len(landed)} "
+           f"({sum(1 for item in landed if item.is_new)} new); events loaded this run: "
+           f"{sum(item.rows_loaded for item in loads)}; rows in quarantine: {quarantined}")
     outcomes = [*outcomes, *(done.outcome for done in suites or [])]
     for outcome in outcomes:
-        mark = ("[green]passed[/green]" if outcome.passed else "[red]FAILED[/red]" if outcome.blocking
-                else "[yellow]WARNING[/yellow]")
-        console.print(f"check {outcome.name}: {mark} - {outcome.summary}")
+        mark = (("passed", "green") if outcome.passed else ("FAILED", "red") if outcome.blocking
+                else ("WARNING", "yellow"))
+        _print("check ", outcome.name, ": ", mark, " - ", outcome.summary)
     passed = sum(1 for o in outcomes if o.passed)
-    console.print(f"checks: {passed} passed, {len(outcomes) - passed} failed")
+    _print(f"checks: {passed} passed, {len(outcomes) - passed} failed")
     if suites is None:
-        console.print("expectations: not run (add --expectations to run the Great Expectations suites)")
+        _print("expectations: not run (add --expectations to run the Great Expectations suites)")
     else:
         from quality.expectations import validations_dir
 
         for result in (r for done in suites for r in done.results):
-            mark = "[green]passed[/green]" if result.success else "[red]FAILED[/red]"
+            mark = ("passed", "green") if result.success else ("FAILED", "red")
             failed = f", {len(result.failures)} failed" if result.failures else ""
-            console.print(f"suite {result.suite}: {mark} - {result.evaluated} expectations{failed} on "
-                          f"{result.rows} row(s) of {result.table}")
-        console.print(f"validation results (<suite>.json, <suite>.html): "
-                      f"{validations_dir(settings.home, period.key, run_id)}", soft_wrap=True)
+            _print("suite ", result.suite, ": ", mark, f" - {result.evaluated} expectations{failed} on "
+                   f"{result.rows} row(s) of {result.table}")
+        _print("validation results (<suite>.json, <suite>.html): ",
+               (str(validations_dir(settings.home, period.key, run_id)), ""), soft_wrap=True)  # whole
     with warehouse.transaction() as tx:
         findings = tx.fetchall("SELECT COUNT(*) FROM marts.quality_findings WHERE period = ?", [period.key])[0][0]
-    console.print(f"findings: {findings} row(s) in marts.quality_findings for {period.key}")
-    console.print(f"warehouse: {warehouse.describe()}")
+    _print(f"findings: {findings} row(s) in marts.quality_findings for {period.key}")
+    _print("warehouse: ", warehouse.describe())
     # soft_wrap: the queries stay on one line, ready to copy
-    console.print("try: [cyan]SELECT billing_account_id, customer_name, currency, total, is_finalizable "
-                  f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;[/cyan]",
-                  soft_wrap=True)
-    console.print("and: [cyan]SELECT check_name, severity, customer_id, line_id, file_id, detail "
-                  f"FROM marts.quality_findings WHERE period = '{period.key}' ORDER BY check_name, customer_id;"
-                  "[/cyan]", soft_wrap=True)
+    _print("try: ", ("SELECT billing_account_id, customer_name, currency, total, is_finalizable "
+                     f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;", "cyan"),
+           soft_wrap=True)
+    _print("and: ", ("SELECT check_name, severity, customer_id, line_id, file_id, detail "
+                     f"FROM marts.quality_findings WHERE period = '{period.key}' ORDER BY check_name, customer_id;",
+                     "cyan"), soft_wrap=True)
 
 
 def upload(settings: Settings, file: Path, source_name: str) -> int:
@@ -140,15 +167,15 @@ def upload(settings: Settings, file: Path, source_name: str) -> int:
     uploads = ", ".join(name for name, s in sources.items() if s.kind == "upload")
     if source is None or source.kind != "upload":
         why = "is not defined" if source is None else f"is a {source.kind} source"
-        console.print(f"[red]source '{source_name}' {why}[/red]; upload sources: {uploads}")
+        _print((f"source '{clip(source_name)}' {why}", "red"), "; upload sources: ", uploads)
         return 2
     inboxes = runner.inboxes_of(settings, source)
     if not inboxes:
-        console.print(f"[red]source '{source_name}' has no inbox[/red]: give it connection.inbox in "
-                      f"{settings.sources} (docs/sources.md)")
+        _print((f"source '{clip(source_name)}' has no inbox", "red"), ": give it connection.inbox in ",
+               str(settings.sources), " (docs/sources.md)")
         return 2
     target = deliver(file, inboxes[0], max_bytes=runner.upload_limit(source))
-    console.print(f"{file} -> {target} (source '{source_name}'); it is landed by the next run")
+    _print(str(file), " -> ", str(target), " (source '", source_name, "'); it is landed by the next run")
     return 0
 
 
@@ -166,8 +193,8 @@ def demo(settings: Settings, events: int, customers: int, expectations: bool = F
     code = run_month(settings, summary.months[-1], expectations)
     seen = sorted({d.kind for d in summary.defects if d.kind in ("unknown_customer", "no_price")})
     if seen:
-        console.print(f"the planted {' and '.join(seen)} defects are the month's unrated usage, the only "
-                      "findings; the other planted rows are in raw.quarantine / raw.duplicates / raw.file_receipts")
+        _print(f"the planted {' and '.join(seen)} defects are the month's unrated usage, the only "
+               "findings; the other planted rows are in raw.quarantine / raw.duplicates / raw.file_receipts")
     return code
 
 
@@ -177,7 +204,7 @@ def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:
     with settings.warehouse().transaction() as tx:
         found = explain_line(tx, line_id, events=limit if events else None)
     if found is None:
-        console.print(f"[red]no invoice line {line_id}[/red] (line ids: marts.fct_invoice_lines.line_id)")
+        _print(("no invoice line ", "red"), (clip(line_id), "red"), " (line ids: marts.fct_invoice_lines.line_id)")
         return 1
     for text in render(found):
         console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -221,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("BILLING_DEBUG"):
             raise
-        console.print(f"[red]error:[/red] {exc}")
+        _print(("error:", "red"), " ", str(exc), limit=ERROR_CHARS)
         return 1
 
 

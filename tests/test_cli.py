@@ -55,3 +55,29 @@ def test_misrated_check_names_exactly_the_altered_line(billing_env):
     assert not misrated.passed
     assert [(f["billing_account_id"], f["product_id"], f["amount"], f["expected_amount"])
             for f in misrated.findings] == [("C1", "SMS", "16.510", "16.500")]
+
+
+def test_user_data_is_printed_as_it_is_and_long_values_are_cut(billing_env):
+    """Ids that look like rich markup or emoji codes print as they are; a 1 MiB id is cut in the summary.
+
+    Before: `[/red]` ended the run with a markup error, `account:X:FEE:1` printed as `account❌FEE:1`, and
+    highlighting a long id took minutes (100 kB: about 2 minutes; the issue's 8 MiB id: killed after 150 s)."""
+    from billing import cli
+
+    long_id = "C-" + "9" * (1 << 20)
+    rows = [f"odd-{n},{customer},API_CALLS,5,2026-10-0{n}T10:00:00Z"
+            for n, customer in enumerate(["[/red]", "account:X:FEE:1", "[bold]C7[/bold]", long_id], start=1)]
+    (billing_env / "inbox" / "odd-ids.csv").write_text("event_id,customer_id,product_id,quantity,occurred_at\n"
+                                                       + "\n".join(rows) + "\n")
+    with cli.console.capture() as captured:
+        main(["run", "--month", "2026-10"])
+    out = captured.get()
+    flat = "".join(out.split())  # the console wraps long lines
+    assert "checkunrated_usage:FAILED" in flat
+    for shown in ("customer[/red]isnot", "customeraccount:X:FEE:1isnot", "customer[bold]C7[/bold]isnot"):
+        assert shown in flat
+    assert f"customerC-{'9' * 198}...({len(long_id) - 200:,}morecharacters)isnot" in flat
+    assert len(out) < 20_000  # the id is in the tables, not on the screen
+    con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    assert con.execute("select count(*) from marts.fct_unrated_usage where customer_id = ?", [long_id]).fetchone() \
+        == (1,)
