@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ KINDS = ("upload", "sftp", "api")
 FORMATS = ("auto", "csv", "jsonl", "parquet")
 PAGINATION_STYLES = ("cursor", "page", "link", "none")
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart")
+# Plausible event times (docs/sources.md): at most this long after the file was received ...
+DEFAULT_FUTURE_MARGIN = timedelta(days=1)
+# ... and not before this day (UTC). Usage billed today is not from the last century: an earlier
+# date is a default value (1970-01-01, 1900-01-01, 0001-01-01) or a broken clock.
+DEFAULT_EARLIEST_DATE = date(2000, 1, 1)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -114,6 +120,8 @@ class SourceConfig:
     encoding: str = "utf-8"  # text files are read in this encoding
     quantity_scale: Decimal = Decimal(1)  # quantities are multiplied by this (bytes -> GB: "0.000000001")
     derive_event_id: bool = False  # the source has no event ids: derive one from the row (docs/sources.md)
+    future_margin: timedelta = DEFAULT_FUTURE_MARGIN  # events dated later after their file's receipt: quarantined
+    earliest_date: date = DEFAULT_EARLIEST_DATE  # events dated before this day (00:00 UTC): quarantined
 
     def column(self, event_field: str) -> str:
         return self.columns.get(event_field, event_field)
@@ -259,7 +267,7 @@ class _Section:
 
 def _type_name(kind: type) -> str:
     return {str: "text", int: "a whole number", float: "a number", bool: "true or false",
-            dict: "a mapping", list: "a list"}.get(kind, kind.__name__)
+            dict: "a mapping", list: "a list", date: "a date"}.get(kind, kind.__name__)
 
 
 def _parse_source(entry: Any, index: int, base_dir: Path, origin: str) -> SourceConfig:
@@ -309,6 +317,10 @@ def _parse_source(entry: Any, index: int, base_dir: Path, origin: str) -> Source
     if not quantity_scale.is_finite() or quantity_scale <= 0:
         raise top.fail("quantity_scale", f"must be above 0, got {scale_text!r}")
     derive_event_id = top.get("derive_event_id", bool, False)
+    margin_hours = top.get("future_margin_hours", float, DEFAULT_FUTURE_MARGIN / timedelta(hours=1))
+    if margin_hours < 0:
+        raise top.fail("future_margin_hours", f"must be 0 or more, got {margin_hours}")
+    earliest_date = _date(top, "earliest_date", DEFAULT_EARLIEST_DATE)
     columns = {f: f for f in EVENT_FIELDS}
     for event_field, column in top.str_map("columns").items():
         if event_field not in EVENT_FIELDS:
@@ -325,7 +337,20 @@ def _parse_source(entry: Any, index: int, base_dir: Path, origin: str) -> Source
     return SourceConfig(name=name, kind=kind, format=fmt, delimiter=delimiter, timezone=timezone,
                         columns=columns, connection=connection, header=header, skip_rows=skip_rows,
                         quote_char=quote_char, encoding=encoding, quantity_scale=quantity_scale,
-                        derive_event_id=derive_event_id)
+                        derive_event_id=derive_event_id, future_margin=timedelta(hours=margin_hours),
+                        earliest_date=earliest_date)
+
+
+def _date(section: _Section, key: str, default: date) -> date:
+    value = section.get(key, (date, str), default)  # YAML reads 2000-01-01 as a date, "2000-01-01" as text
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError:
+            raise section.fail(key, f"must be a date such as 2000-01-01, got {value!r}") from None
+    elif type(value) is not date:  # a timestamp is not a day
+        raise section.fail(key, f"must be a date such as 2000-01-01, got {value!r}")
+    return value
 
 
 def _retry(conn: _Section) -> RetryPolicy:

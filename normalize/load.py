@@ -47,10 +47,10 @@ class FileLoad:
     error: str | None = None
 
 
-def pending(warehouse: Warehouse) -> list[tuple[str, str, str, str]]:
+def pending(warehouse: Warehouse) -> list[tuple[str, str, str, str, datetime]]:
     with warehouse.transaction() as tx:
         return tx.fetchall(
-            f"SELECT file_id, source, original_name, landing_path FROM {RAW_SCHEMA}.landed_files "
+            f"SELECT file_id, source, original_name, landing_path, received_at FROM {RAW_SCHEMA}.landed_files "
             "WHERE status = 'landed' ORDER BY received_at, file_id"
         )
 
@@ -68,16 +68,17 @@ def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceConfig] | Non
     sources.setdefault(DEFAULT_UPLOAD_SOURCE.name, DEFAULT_UPLOAD_SOURCE)
     with warehouse.session():
         todo = pending(warehouse)
-        readable = [(file_id, Path(landing_path), sources[source_name])
-                    for file_id, source_name, _, landing_path in todo if source_name in sources]
+        readable = [(file_id, Path(landing_path), sources[source_name], received_at)
+                    for file_id, source_name, _, landing_path, received_at in todo if source_name in sources]
         with _Prefetch(readable if PREFETCH else []) as prefetch:
-            for file_id, source_name, original_name, landing_path in todo:
+            for file_id, source_name, original_name, landing_path, received_at in todo:
                 source = sources.get(source_name)
                 if source is None:
                     result = _reject(warehouse, file_id, original_name, source_name,
                                      f"no source named '{source_name}' is configured; add it to the sources file")
                 else:
                     result = load_file(warehouse, file_id, Path(landing_path), original_name, source,
+                                       received_at=received_at,
                                        prepared=prefetch.batches(file_id) if PREFETCH else None)
                     if PREFETCH:
                         prefetch.skip(file_id)  # whatever the load did not consume (already loaded, rejected)
@@ -94,14 +95,16 @@ class _Prepared:
     split: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]  # split_in_file_duplicates of its events
 
 
-def _prepare(rows: pl.DataFrame, source: SourceConfig) -> _Prepared:
-    normalized = normalize_frame(rows, source)
+def _prepare(rows: pl.DataFrame, source: SourceConfig, received_at: datetime | None) -> _Prepared:
+    normalized = normalize_frame(rows, source, received_at=received_at)
     return _Prepared(normalized, split_in_file_duplicates(normalized.events, source.name))
 
 
-def _prepare_file(path: Path, source: SourceConfig, batch_rows: int | None = None) -> Iterator[_Prepared]:
+def _prepare_file(path: Path, source: SourceConfig, received_at: datetime | None,
+                  batch_rows: int | None = None) -> Iterator[_Prepared]:
+    """The batches of a file, typed; `received_at` (the file's landing time) bounds its event times."""
     for rows in read_batches(path, source, batch_rows=batch_rows):
-        prepared = _prepare(rows, source)
+        prepared = _prepare(rows, source, received_at)
         del rows  # not held while the prepared batch waits to be written
         yield prepared
 
@@ -109,7 +112,7 @@ def _prepare_file(path: Path, source: SourceConfig, batch_rows: int | None = Non
 class _Prefetch:
     """Prepares the batches of `files`, in order, in a background thread, at most `depth` ahead."""
 
-    def __init__(self, files: list[tuple[str, Path, SourceConfig]], depth: int = 1):
+    def __init__(self, files: list[tuple[str, Path, SourceConfig, datetime | None]], depth: int = 1):
         self._files = files
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -140,9 +143,9 @@ class _Prefetch:
         return False
 
     def _run(self) -> None:
-        for file_id, path, source in self._files:
+        for file_id, path, source, received_at in self._files:
             try:
-                for prepared in _prepare_file(path, source):
+                for prepared in _prepare_file(path, source, received_at):
                     if not self._put(("batch", file_id, prepared)):
                         return
                     del prepared
@@ -177,8 +180,12 @@ class _AlreadyLoaded(Exception):
 
 
 def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceConfig,
-              *, batch_rows: int | None = None, prepared: Iterator[_Prepared] | None = None) -> FileLoad:
-    """Load one landed file in one transaction; `prepared` are its batches if already typed."""
+              *, received_at: datetime | None = None, batch_rows: int | None = None,
+              prepared: Iterator[_Prepared] | None = None) -> FileLoad:
+    """Load one landed file in one transaction; `prepared` are its batches if already typed.
+
+    `received_at` is the file's landing time (`raw.landed_files.received_at`): events dated more
+    than the source's future margin after it are quarantined (None: now)."""
     now = datetime.now(UTC)
     try:
         with warehouse.transaction() as tx:
@@ -189,7 +196,7 @@ def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str
             sync_event_keys(tx)  # the history lookup relies on raw.event_keys (DuckDB)
             counts = _FileCounts()
             loader = _FileLoader(tx, file_id, source, now)
-            for batch in prepared if prepared is not None else _prepare_file(path, source, batch_rows):
+            for batch in prepared if prepared is not None else _prepare_file(path, source, received_at, batch_rows):
                 counts.add(loader.load_batch(batch))
             result = FileLoad(file_id, original_name, source.name, "loaded", counts.received, counts.loaded,
                               counts.quarantined, counts.duplicates)

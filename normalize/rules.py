@@ -18,6 +18,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import BinaryIO
@@ -32,6 +33,7 @@ _HAS_ZONE = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _UTC_SECONDS = "%Y-%m-%dT%H:%M:%SZ"  # a fast exact format for the usual timestamps (see normalize_frame)
 _SHAPE_PROBE_ROWS = 100
+_UTC_US = pl.Datetime("us", "UTC")
 
 
 class FileRejected(ValueError):
@@ -422,13 +424,16 @@ def _read_parquet(data: bytes | Path, name: str, source: SourceConfig) -> pl.Dat
     return frame.with_columns(pl.all().cast(pl.String))
 
 
-def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
+def normalize_frame(rows: pl.DataFrame, source: SourceConfig, *, received_at: datetime | None = None) -> Normalized:
     """Type and validate text rows; every row ends in `events` or `quarantine`, never both.
 
     Fast path first: every row is typed once (zoned ISO 8601 timestamp, decimal quantity) and checked
     with cheap boolean tests. Only the rows failing that test (usually none) go through the full
     rules: naive timestamps in the source's zone, and the reason naming column, value and what was
     expected. A row passing the fast test is exactly a row the full rules give no reason for.
+
+    `received_at` is when the file was received (its landing time): an event dated more than the
+    source's `future_margin` after it is quarantined. Unknown (None) means now.
     """
     required = [f for f in EVENT_FIELDS if not (f == "event_id" and source.derive_event_id)]
     missing = [source.column(f) for f in required if source.column(f) not in rows.columns]
@@ -441,6 +446,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
     if source.derive_event_id:
         rows = rows.with_columns(pl.lit("-").alias("_derived_event_id"))
         source = _with_column(source, "event_id", "_derived_event_id")
+    bounds = _TimeBounds(source, received_at)
     text = {f: pl.col(source.column(f)).str.strip_chars() for f in EVENT_FIELDS}
     # The fast test reads the quantity and the timestamp as received, not stripped (stripping copies
     # every value): a value with spaces around it fails the anchored checks below, and the full rules
@@ -475,7 +481,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
         pl.col("_too_precise").fill_null(False).not_(),
         quantity >= 0,  # null (out of range) is not fine either
         pl.col("_has_zone"),
-        pl.col("_occurred_at").is_not_null(),
+        pl.col("_occurred_at").is_between(bounds.earliest, bounds.latest),  # null (unparsed) is not fine
     ]
     if source.quantity_scale != 1:
         fine.append(quantity == quantity.cast(QUANTITY))
@@ -491,7 +497,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
     original = [c for c in rows.columns if c not in ("row_number", "_derived_event_id")]
     quarantine = _empty_quarantine()
     if rest.height:
-        checked = _checked_rest(rest, source, text)
+        checked = _checked_rest(rest, source, text, bounds)
         rescued = checked.filter(pl.col("_reason").is_null())
         if rescued.height:  # naive timestamps read in the source's zone
             events = pl.concat([events, rescued.select(typed_events)]).sort("row_number")
@@ -507,7 +513,25 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig) -> Normalized:
     return Normalized(events, quarantine, rows.height)
 
 
-def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.Expr]) -> pl.DataFrame:
+class _TimeBounds:
+    """The plausible instants of a source's events: [earliest_date 00:00 UTC, received_at + future_margin]."""
+
+    def __init__(self, source: SourceConfig, received_at: datetime | None):
+        self.received = received = (received_at or datetime.now(UTC)).astimezone(UTC)
+        self.margin = source.future_margin
+        self.earliest_date = source.earliest_date
+        self.latest_at = received + source.future_margin
+        self.earliest = pl.lit(datetime.combine(source.earliest_date, time(), UTC), dtype=_UTC_US)
+        self.latest = pl.lit(self.latest_at, dtype=_UTC_US)
+
+
+def _hours(delta: timedelta) -> str:
+    hours = delta / timedelta(hours=1)
+    return f"{hours:g} hour{'' if hours == 1 else 's'}"
+
+
+def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.Expr],
+                  bounds: _TimeBounds) -> pl.DataFrame:
     """The full rules on the rows the fast test did not pass: `_occurred_at` (naive timestamps in the
     source's zone), and `_column` + `_reason` (null when the row is an event after all)."""
     ts_text = text["occurred_at"]
@@ -515,9 +539,15 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
         [ts_text.str.to_datetime(fmt, strict=False) for fmt in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")]
     )
     if source.timezone:
-        naive_utc = naive.dt.replace_time_zone(source.timezone, ambiguous="earliest", non_existent="null")
-        naive_utc = naive_utc.dt.convert_time_zone("UTC")
+        # A local time in the hour the clocks go back occurs twice; one in the hour they skip, never.
+        # Both are quarantined with their own reason (DESIGN.md: times are never guessed).
+        first = naive.dt.replace_time_zone(source.timezone, ambiguous="earliest", non_existent="null")
+        second = naive.dt.replace_time_zone(source.timezone, ambiguous="latest", non_existent="null")
+        ambiguous = first != second
+        skipped = naive.is_not_null() & first.is_null()
+        naive_utc = pl.when(first == second).then(first).dt.convert_time_zone("UTC")
     else:
+        ambiguous = skipped = pl.lit(False)
         naive_utc = pl.lit(None, dtype=pl.Datetime("us", "UTC"))
     zoned = ts_text.str.to_datetime("%+", strict=False, time_zone="UTC")
     quantity_text = text["quantity"]
@@ -530,6 +560,8 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
     rest = rest.with_columns(
         _occurred_at=pl.when(pl.col("_has_zone")).then(zoned).otherwise(naive_utc).dt.cast_time_unit("us"),
         _naive=naive,
+        _ambiguous=pl.col("_has_zone").not_() & ambiguous,
+        _skipped=pl.col("_has_zone").not_() & skipped,
     )
 
     def problem(field: str, condition: pl.Expr, message: pl.Expr | str) -> tuple[str, pl.Expr, pl.Expr]:
@@ -560,9 +592,26 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
                 pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(
                     f" has no time zone and source '{source.name}' declares none; add an offset such as Z "
                     "or set 'timezone' on the source")),
+        problem("occurred_at", pl.col("_ambiguous"),
+                pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(" is ambiguous: that local time occurs twice on ")
+                + pl.col("_naive").dt.strftime("%Y-%m-%d") + pl.lit(
+                    f" in {source.timezone} (clocks go back); add its UTC offset so it is not guessed")),
+        problem("occurred_at", pl.col("_skipped"),
+                pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(" does not exist: it is skipped by the DST change on ")
+                + pl.col("_naive").dt.strftime("%Y-%m-%d") + pl.lit(
+                    f" in {source.timezone} (clocks go forward); check the clock that wrote it, or add its UTC offset")),
         problem("occurred_at", pl.col("_occurred_at").is_null(),
                 pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(
                     " is not an ISO 8601 timestamp (e.g. 2026-10-01T12:00:00Z)")),
+        problem("occurred_at", pl.col("_occurred_at") > bounds.latest,
+                pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(
+                    f" is more than {_hours(bounds.margin)} after the file was received ({_iso(bounds.received)}), "
+                    f"later than {_iso(bounds.latest_at)}; fix the clock that wrote it, or raise "
+                    f"'future_margin_hours' on source '{source.name}'")),
+        problem("occurred_at", pl.col("_occurred_at") < bounds.earliest,
+                pl.lit(f"{t_col} ") + quoted("occurred_at") + pl.lit(
+                    f" is before {bounds.earliest_date.isoformat()}, the earliest date source '{source.name}' "
+                    "accepts ('earliest_date')")),
     ]
     column_name = pl.lit(None, dtype=pl.String)
     reason = pl.lit(None, dtype=pl.String)
@@ -570,6 +619,10 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
         column_name = pl.when(condition.fill_null(False)).then(pl.lit(source.column(field))).otherwise(column_name)
         reason = pl.when(condition.fill_null(False)).then(message).otherwise(reason)
     return rest.with_columns(_column=column_name, _reason=reason)
+
+
+def _iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def derive_event_ids(events: pl.DataFrame) -> pl.DataFrame:

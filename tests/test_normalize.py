@@ -1,6 +1,6 @@
 """Normalization rules: every received row ends as an event, in quarantine, or as a duplicate."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import polars as pl
@@ -102,7 +102,8 @@ def test_the_fast_timestamp_format_gives_what_iso_8601_parsing_gives(first):
     """normalize_frame parses whole-second UTC timestamps with an exact format when the first rows have
     that shape (faster); every row, of any shape, must come out as the general "%+" parse says."""
     shapes = [first] * 150 + TIMESTAMP_SHAPES  # the first rows decide which parse is tried first
-    out = normalize_frame(rows(occurred_at=shapes), SourceConfig("s", timezone="UTC"))
+    source = SourceConfig("s", timezone="UTC", earliest_date=date(1, 1, 1))  # parsing only: no date is too early
+    out = normalize_frame(rows(occurred_at=shapes), source)
     expected = pl.Series(shapes).str.strip_chars().str.to_datetime("%+", strict=False, time_zone="UTC")
     by_row = dict(zip(out.events["row_number"].to_list(), out.events["occurred_at"].to_list(), strict=True))
     for number, (text, instant) in enumerate(zip(shapes, expected.dt.cast_time_unit("us").to_list(), strict=True), 1):

@@ -190,7 +190,7 @@ def test_prefetch_hands_batches_over_in_order_and_skips_what_a_load_left(tmp_pat
     bad = tmp_path / "bad.csv"
     bad.write_text("only,two\n1,2\n")
     source = SourceConfig("s")
-    with _Prefetch([("a", a, source), ("bad", bad, source), ("b", b, source)]) as prefetch:
+    with _Prefetch([("a", a, source, None), ("bad", bad, source, None), ("b", b, source, None)]) as prefetch:
         first = next(prefetch.batches("a"))
         assert first.normalized.rows_received == 4
         prefetch.skip("a")  # a load that stopped after one batch (e.g. the file was loaded meanwhile)
@@ -199,7 +199,7 @@ def test_prefetch_hands_batches_over_in_order_and_skips_what_a_load_left(tmp_pat
         prefetch.skip("bad")
         [only] = list(prefetch.batches("b"))
         assert only.normalized.events["event_id"].to_list() == ["h1", "h2"]
-    with _Prefetch([("a", a, source)]) as prefetch:  # leaving early stops the worker
+    with _Prefetch([("a", a, source, None)]) as prefetch:  # leaving early stops the worker
         next(prefetch.batches("a"))
     with _Prefetch([]):
         pass
