@@ -7,6 +7,12 @@
     billing explain LINE_ID [--events] why a line's amount is what it is: rate, tiers, usage, files
 
 Where the catalog, the inbox and the warehouse are: billing.yaml or the environment (docs/config.md).
+
+Exit status: 0 done (`run`: billed, and every blocking check passed); 1 an error stopped it;
+2 wrong use (bad arguments, an unknown upload source, a demo home the demo did not make);
+3 billed, but a blocking check failed (the checks marked FAILED; their findings are in
+marts.quality_findings): the month's invoices are in the marts, and the findings must be
+resolved before they are issued.
 """
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ from .periods import month_window
 # never parsed as markup; no highlighting (its regexes take minutes on a long value) and no emoji codes
 # (`account:X:FEE:1` would print as `account❌FEE:1`).
 console = Console(highlight=False, emoji=False)
+
+EXIT_ERROR = 1  # an error stopped the command
+EXIT_REFUSED = 2  # wrong use: an unknown upload source, a demo home the demo did not make (argparse: 2 too)
+EXIT_BLOCKED = 3  # billed, but a blocking check failed: the month cannot be issued as it is
 
 # What is printed is cut, the full text stays in the tables (marts.quality_findings, raw.landed_files, ...):
 WORD_CHARS = 200  # a run of characters without a space (an id, a value) longer than this
@@ -77,10 +87,25 @@ def _stage(name: str):
     return _Stage()
 
 
+def blocking_failures(outcomes) -> list:
+    """The checks that failed and block finalization (quality.checks.CheckOutcome's)."""
+    return [o for o in outcomes if o.blocking and not o.passed]
+
+
 def run_month(settings: Settings, month: str, expectations: bool = False) -> int:
-    """Bill one month end to end; returns a process exit code (0 even when checks find problems).
+    """Bill one month end to end; returns the exit status: 0, or EXIT_BLOCKED when a blocking check failed.
 
     With `expectations`, the Great Expectations suites run after the checks, under the same run id."""
+    blocked = blocking_failures(bill_month(settings, month, expectations))
+    if blocked:
+        _print(("exit status 3", "red"), ": billed, but blocking check(s) failed: ",
+               ", ".join(o.name for o in blocked), "; resolve their findings before issuing the month's invoices")
+        return EXIT_BLOCKED
+    return 0
+
+
+def bill_month(settings: Settings, month: str, expectations: bool = False) -> list:
+    """Bill one month end to end and print the summary; returns every check's outcome (and the suites')."""
     import uuid
 
     period = month_window(month)
@@ -103,7 +128,7 @@ def run_month(settings: Settings, month: str, expectations: bool = False) -> int
         with _stage("expectations (Great Expectations suites)"):
             suites = runner.expectations(settings, warehouse, period, run_id)
     summarize(settings, warehouse, period, landed, loads, outcomes, suites, run_id)
-    return 0
+    return [*outcomes, *(done.outcome for done in suites or [])]
 
 
 def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None, run_id=None) -> None:
@@ -168,12 +193,12 @@ def upload(settings: Settings, file: Path, source_name: str) -> int:
     if source is None or source.kind != "upload":
         why = "is not defined" if source is None else f"is a {source.kind} source"
         _print((f"source '{clip(source_name)}' {why}", "red"), "; upload sources: ", uploads)
-        return 2
+        return EXIT_REFUSED
     inboxes = runner.inboxes_of(settings, source)
     if not inboxes:
         _print((f"source '{clip(source_name)}' has no inbox", "red"), ": give it connection.inbox in ",
                str(settings.sources), " (docs/sources.md)")
-        return 2
+        return EXIT_REFUSED
     target = deliver(file, inboxes[0], max_bytes=runner.upload_limit(source))
     _print(str(file), " -> ", str(target), " (source '", source_name, "'); it is landed by the next run")
     return 0
@@ -187,15 +212,26 @@ def demo(settings: Settings, events: int, customers: int, expectations: bool = F
         prepare_home(home)  # a home the demo did not make is refused, never cleared
     except DemoHomeRefused as exc:
         console.print(Text.assemble(("demo refused: ", "red"), str(exc)))
-        return 2
+        return EXIT_REFUSED
     summary = generate_demo(home, customers=customers, events=events)
     console.print(summary.describe(), markup=False, highlight=False)
-    code = run_month(settings, summary.months[-1], expectations)
-    seen = sorted({d.kind for d in summary.defects if d.kind in ("unknown_customer", "no_price")})
-    if seen:
-        _print(f"the planted {' and '.join(seen)} defects are the month's unrated usage, the only "
-               "findings; the other planted rows are in raw.quarantine / raw.duplicates / raw.file_receipts")
-    return code
+    month = summary.months[-1]
+    blocked = blocking_failures(bill_month(settings, month, expectations))
+    # The demo knows what it planted: its blocking findings are expected; any other one is not.
+    planted = summary.planted_blocking_findings()
+    found = {(o.name, f.get("customer_id") or f.get("billing_account_id")) for o in blocked
+             for f in (o.findings or [{}])}
+    unplanted = sorted(found - planted, key=str)
+    if unplanted:
+        _print(("exit status 3", "red"), ": blocking finding(s) the demo did not plant: ",
+               "; ".join(f"{check} {who or ''}".strip() for check, who in unplanted))
+        return EXIT_BLOCKED
+    if found:
+        _print(f"the only blocking findings of {month} are the demo's planted ones (",
+               ", ".join(f"{check} {who}" for check, who in sorted(found)),
+               "): `billing run` exits 3 on this month, the demo 0. The other planted rows are in "
+               "raw.quarantine / raw.duplicates / raw.file_receipts")
+    return 0
 
 
 def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:
@@ -205,17 +241,19 @@ def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:
         found = explain_line(tx, line_id, events=limit if events else None)
     if found is None:
         _print(("no invoice line ", "red"), (clip(line_id), "red"), " (line ids: marts.fct_invoice_lines.line_id)")
-        return 1
+        return EXIT_ERROR
     for text in render(found):
         console.print(text, markup=False, highlight=False, soft_wrap=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="billing", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="billing", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="billing.yaml to use (default: $BILLING_CONFIG or ./billing.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_p = sub.add_parser("run", help="bill one month end to end")
+    run_p = sub.add_parser("run", help="bill one month end to end; exit status 3 when a blocking check failed",
+                           epilog=__doc__.split("\n\n")[-1], formatter_class=argparse.RawDescriptionHelpFormatter)
     run_p.add_argument("--month", required=True, help="YYYY-MM, e.g. 2026-10")
     gx_help = ("also run the Great Expectations suites (docs/quality.md) and keep their results under "
                "$BILLING_HOME/quality/validations/; about 8 s more")
@@ -249,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("BILLING_DEBUG"):
             raise
         _print(("error:", "red"), " ", str(exc), limit=ERROR_CHARS)
-        return 1
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

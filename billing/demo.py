@@ -99,6 +99,7 @@ class PlantedDefect:
     row: int | None  # 1-based data row (header excluded); None for a whole file
     event_id: str | None
     detail: str
+    customer_id: str | None = None  # the planted row's customer
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,12 @@ class DemoSummary:
     files: tuple[Path, ...]  # every usage file written, in name order
     rows_per_file: dict[str, int] = field(default_factory=dict)
     defects: tuple[PlantedDefect, ...] = ()
+
+    def planted_blocking_findings(self) -> frozenset[tuple[str, str]]:
+        """(check, customer) of the blocking findings the planted defects make on the last month: its
+        unrated usage, the unknown customer and the EUR customer's SMS (no EUR price)."""
+        return frozenset(("unrated_usage", d.customer_id) for d in self.defects
+                         if d.kind in ("unknown_customer", "no_price") and d.customer_id)
 
     def describe(self) -> str:
         lines = [
@@ -607,7 +614,7 @@ def _apply(frame: pl.DataFrame, inserts: list, name: str) -> tuple[pl.DataFrame,
         previous = at
         final = at + len(found) + 1  # 1-based, after the rows inserted before it
         pieces.append(row.select(COLUMNS))
-        found.append(PlantedDefect(kind, name, final, event_id, detail))
+        found.append(PlantedDefect(kind, name, final, event_id, detail, row["customer_id"][0]))
     pieces.append(frame.slice(previous))
     return pl.concat(pieces), found
 

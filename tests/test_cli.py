@@ -3,19 +3,22 @@
 from decimal import Decimal
 
 import duckdb
+import pytest
 
-from billing.cli import main
+from billing.cli import EXIT_BLOCKED, main
 
 from support import drop_reference_usage
 
 
 def test_billing_run_bills_the_reference_month(billing_env, capsys):
     drop_reference_usage(billing_env / "inbox")
-    assert main(["run", "--month", "2026-10"]) == 0
+    # billed, but unrated usage (C4's SMS, C999) blocks the month: exit status 3, not 0 and not 1
+    assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED == 3
     out = capsys.readouterr().out
     assert "Invoices for 2026-10" in out
     assert "checks: 5 passed, 1 failed" in out
     assert "C999" in out  # the unrated usage check names the customer
+    assert "exit status 3: billed, but blocking check(s) failed: unrated_usage" in " ".join(out.split())
     assert "SELECT billing_account_id" in out
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
     assert con.execute("select count(*), sum(total) from marts.fct_invoices where currency = 'USD'").fetchone() \
@@ -44,7 +47,7 @@ def test_misrated_check_names_exactly_the_altered_line(billing_env):
     from billing.periods import month_window
 
     drop_reference_usage(billing_env / "inbox")
-    assert main(["run", "--month", "2026-10"]) == 0
+    assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
     con.execute("update marts.fct_invoice_lines set amount = amount + 0.01 "
                 "where billing_account_id = 'C1' and product_id = 'SMS'")
@@ -70,7 +73,7 @@ def test_user_data_is_printed_as_it_is_and_long_values_are_cut(billing_env):
     (billing_env / "inbox" / "odd-ids.csv").write_text("event_id,customer_id,product_id,quantity,occurred_at\n"
                                                        + "\n".join(rows) + "\n")
     with cli.console.capture() as captured:
-        main(["run", "--month", "2026-10"])
+        assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED  # unknown customers
     out = captured.get()
     flat = "".join(out.split())  # the console wraps long lines
     assert "checkunrated_usage:FAILED" in flat
@@ -81,3 +84,38 @@ def test_user_data_is_printed_as_it_is_and_long_values_are_cut(billing_env):
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
     assert con.execute("select count(*) from marts.fct_unrated_usage where customer_id = ?", [long_id]).fetchone() \
         == (1,)
+
+
+CLEAN_CATALOG = """
+products:
+  - code: API_CALLS
+    name: API calls
+    unit: call
+    aggregation: sum
+    prices:
+      - {currency: USD, model: per_unit, unit_price: "0.002"}
+customers:
+  - {id: C1, name: Northwind, currency: USD}
+"""
+
+
+def test_a_month_every_blocking_check_passes_exits_0(billing_env, monkeypatch, capsys):
+    catalog = billing_env / "clean-catalog.yaml"
+    catalog.write_text(CLEAN_CATALOG)
+    monkeypatch.setenv("BILLING_CATALOG", str(catalog))
+    (billing_env / "inbox" / "usage.csv").write_text(
+        "event_id,customer_id,product_id,quantity,occurred_at\ne1,C1,API_CALLS,5000,2026-10-03T10:00:00Z\n")
+    assert main(["run", "--month", "2026-10"]) == 0
+    out = capsys.readouterr().out
+    assert "FAILED" not in out and "exit status" not in out
+    con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    assert con.execute("select billing_account_id, total, is_finalizable from marts.fct_invoices").fetchall() == [
+        ("C1", Decimal("10.00"), True)]
+
+
+def test_the_exit_statuses_are_in_the_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Exit status: 0 done" in text and "1 an error stopped it" in text
+    assert "3 billed, but a blocking check failed" in text

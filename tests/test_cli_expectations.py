@@ -38,7 +38,7 @@ def billed(tmp_path_factory):
         mp.setattr(runner, "rate", rate_then_alter_a_line)
         drop_reference_usage(home / "inbox")
         with cli.console.capture() as captured:
-            assert cli.main(["run", "--month", "2026-10", "--expectations"]) == 0
+            assert cli.main(["run", "--month", "2026-10", "--expectations"]) == cli.EXIT_BLOCKED
         yield home, captured.get()
 
 

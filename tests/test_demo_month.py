@@ -93,3 +93,14 @@ def test_the_demo_prints_the_checks_and_the_findings_count(demo_run):
     assert (f"SELECT check_name, severity, customer_id, line_id, file_id, detail FROM marts.quality_findings "
             f"WHERE period = '{month}'") in printed
     assert "planted defects:" in printed and "no_price" in printed
+
+
+def test_the_demo_exits_0_because_its_only_blocking_findings_are_the_planted_ones(demo_run):
+    _, printed, summary = demo_run
+    planted = sorted(summary.planted_blocking_findings())
+    assert [check for check, _ in planted] == ["unrated_usage", "unrated_usage"]
+    assert UNKNOWN_CUSTOMER in [who for _, who in planted]
+    flat = " ".join(printed.split())
+    assert (f"the only blocking findings of {summary.months[-1]} are the demo's planted ones ("
+            + ", ".join(f"{check} {who}" for check, who in planted) + "): `billing run` exits 3 on this month, "
+            "the demo 0") in flat

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.cli import main
+from billing.cli import EXIT_BLOCKED, main
 from billing.config import load_settings
 from collectors.landing import land_file
 
@@ -78,7 +78,7 @@ def test_file_delivered_twice_appears_once(billed):
                        original_name="GLOBEX_OCT_RESEND.csv")
     assert not landed.is_new
     before = query(billed, "select * from marts.fct_invoice_line_sources order by line_id, file_id")
-    assert main(["run", "--month", "2026-10"]) == 0
+    assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED  # the reference month's unrated usage
     assert query(billed, "select * from marts.fct_invoice_line_sources order by line_id, file_id") == before
     assert sources_of(billed, "C2", "API_CALLS") == [("globex-october.csv", "upload", 2, D("1500000"), 1, 2)]
     assert sources_of(billed, "C2", "BANDWIDTH_GB") == [("globex-october.csv", "upload", 2, D("1000"), 3, 4)]

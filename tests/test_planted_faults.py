@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 
 from billing import runner
-from billing.cli import main
+from billing.cli import EXIT_BLOCKED, main
 
 from support import billing_env, copy_warehouse, new_home, query
 
@@ -71,7 +71,7 @@ def planted(tmp_path_factory):
         from billing import cli
 
         with cli.console.capture() as captured:
-            assert main(["run", "--month", "2026-10"]) == 0
+            assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED
         yield home / "warehouse.duckdb", captured.get()
 
 

@@ -6,7 +6,7 @@ import duckdb
 import pytest
 import yaml
 
-from billing.cli import main
+from billing.cli import EXIT_BLOCKED, main
 from collectors.upload import UploadRefused, collect_inbox, deliver, safe_name
 from warehouse.store import Warehouse
 
@@ -93,7 +93,8 @@ def test_billing_upload_to_a_named_source_lands_under_that_source(billing_env, t
 
     sources.write_text(yaml.safe_dump({"sources": [  # bill without the unreachable sftp source
         {"name": "partners", "kind": "upload", "connection": {"inbox": str(partners)}}]}))
-    assert main(["--config", str(config), "run", "--month", "2026-10"]) == 0
+    # C2, C4 and C5 have contracts and no usage here: missed customers, a blocking check
+    assert main(["--config", str(config), "run", "--month", "2026-10"]) == EXIT_BLOCKED
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
     assert con.execute("SELECT source, original_name, rows_loaded FROM raw.landed_files").fetchall() \
         == [("partners", "oct.csv", 1)]
