@@ -3,7 +3,8 @@
 A poll connects (host key checked against the pinned known_hosts, never auto-accepted), lists
 `remote_dir`, waits `settle_seconds` and lists again: only files whose size and mtime held still
 are picked up, so a file still being written waits for the next poll. Each file is downloaded to
-a local temp file, checked against the listing (size, and a re-stat), and only then landed with
+a local temp file, never past its listed size (a server that keeps sending is cut there), checked
+against the listing (size, and a re-stat), and only then landed with
 `land_file(..., collector="sftp")`. A download that breaks leaves nothing landed; the poll is
 retried with backoff, and whatever is still missing is finished by the next poll.
 
@@ -311,13 +312,22 @@ class _Poller:
             await self._move(sftp, remote)
 
     async def _download(self, sftp: asyncssh.SFTPClient, remote: RemoteFile, local: Path) -> None:
-        """Copy the remote file to `local`; on any failure `local` is removed (nothing half-kept)."""
+        """Copy the listed size of the remote file to `local`; on any failure `local` is removed.
+
+        Never more than the listed size is read: a server that keeps sending data (an endless file, or
+        one still growing) is cut there, and the checks in `_pick_up` leave a grown file to the next poll.
+        """
         try:
             handle = await self._timed(sftp.open(remote.path, "rb"), f"opening {remote.path}")
             try:
                 with local.open("wb") as out:
-                    while chunk := await self._timed(handle.read(_CHUNK), f"reading {remote.path}"):
-                        out.write(chunk)
+                    left = remote.size
+                    while left > 0:
+                        chunk = await self._timed(handle.read(min(_CHUNK, left)), f"reading {remote.path}")
+                        if not chunk:
+                            break  # shorter than listed: `_pick_up` sees the size differ
+                        out.write(chunk[:left])  # a server answering more than asked is cut too
+                        left -= len(chunk)
             finally:
                 try:
                     await asyncio.wait_for(handle.close(), self.s.timeout_seconds)

@@ -50,6 +50,9 @@ class SftpTestServer:
         self.client_key: asyncssh.SSHKey | None = None  # public key accepted for key auth
         self.drop_after: dict[str, int] = {}  # file name -> drop the connection once this many bytes were read
         self.on_list: list[Callable[[], None]] = []  # run before each directory listing (a writer at work)
+        self.endless: set[str] = set()  # file names whose reads never reach an end (data past the listed size)
+        self.endless_cap = 16 << 20  # ... until this many bytes were served, so a client that reads on still ends
+        self.served: Counter[str] = Counter()  # file name -> bytes served by reads
         self.opens: Counter[str] = Counter()
         self.logins = 0
         self.port = 0
@@ -114,7 +117,11 @@ class SftpTestServer:
                     del owner.drop_after[name]  # only the first attempt breaks
                     self.connection.abort()
                     await asyncio.sleep(10)  # never answer this read: the connection is gone
-                return super().read(file_obj, offset, size)
+                data = super().read(file_obj, offset, size)
+                if name in owner.endless and len(data) < size and owner.served[name] < owner.endless_cap:
+                    data += b"9" * (size - len(data))  # the file "keeps growing" whatever was listed
+                owner.served[name] += len(data)
+                return data
 
         return await asyncssh.listen("127.0.0.1", 0, server_host_keys=[self.host_key], server_factory=Server,
                                      sftp_factory=Sftp, allow_scp=False, login_timeout=10)

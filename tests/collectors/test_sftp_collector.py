@@ -241,3 +241,15 @@ def test_missing_remote_dir_is_a_clear_error(sftp_server, warehouse, landing, tm
     source = make_source(sftp_server, tmp_path, remote_dir="/nope")
     with pytest.raises(SftpError, match="connection.remote_dir /nope does not exist"):
         collect_sftp(warehouse, landing, source)
+
+
+def test_never_reads_past_the_listed_size(sftp_server, warehouse, landing, tmp_path):
+    # A server that lists a file as 60-odd bytes and then keeps sending data: only the listed bytes are read.
+    source = make_source(sftp_server, tmp_path)
+    text = csv_rows("a", 1)
+    put(sftp_server, "usage_1.csv", text)
+    sftp_server.endless.add("usage_1.csv")
+    [landed] = collect_sftp(warehouse, landing, source)
+    assert sftp_server.served["usage_1.csv"] == len(text)
+    assert landed.size_bytes == len(text) and landed.landing_path.read_text() == text
+    assert events(warehouse, source) == 1
