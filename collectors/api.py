@@ -14,6 +14,8 @@ dedup downstream.
 
 429 waits for Retry-After (capped by max_retry_after_seconds); 5xx, timeouts and dropped
 connections back off exponentially, up to retry.max_attempts per request. Other 4xx fail at once.
+So do a body larger than max_response_bytes (read as it arrives, so memory stays bounded) and a
+next cursor or link that leads back to a page already read in the run (a cycle).
 """
 
 from __future__ import annotations
@@ -114,8 +116,9 @@ class _Collector:
     def run(self, client: httpx.Client) -> list[Landed]:
         position = self._start()
         landed: list[Landed] = []
+        read = [position]  # positions read this run, in order: a next position among them is a cycle
         for _ in range(self.s.max_pages):
-            page = self._parse(self._get(client, position), position)
+            page = self._parse(*self._get(client, position), position)
             if page.records:
                 resume = page.next_position if page.next_position and page.complete else position
                 landed.append(self._land(page.records, position, resume))
@@ -123,10 +126,21 @@ class _Collector:
                 self._save(page.next_position)  # an empty page: nothing to land, safe to move on
             if not page.next_position or page.next_position == position:
                 return landed
+            if page.next_position in read:
+                raise ApiError(self._cycle(read, page.next_position, len(landed)))
             position = page.next_position
+            read.append(position)
         log.warning("source %s: stopped after max_pages=%d; the next run continues from the checkpoint",
                     self.source.name, self.s.max_pages)
         return landed
+
+    def _cycle(self, read: list[dict[str, Any]], again: dict[str, Any], landed: int) -> str:
+        kind, value = next(iter(again.items()))
+        back = len(read) - read.index(again)
+        return (f"source '{self.source.name}': the API's next {kind} {value!r} leads back to a page already "
+                f"read in this run ({back} page(s) ago): its pagination cycles, so collection stops here "
+                f"instead of reading the same pages until max_pages. The {landed} page(s) landed are kept; "
+                f"ask the API's operator to fix its {kind}s")
 
     # -- positions -------------------------------------------------------------------------------
 
@@ -156,9 +170,9 @@ class _Collector:
             return position["url"], {}  # the link carries its own query
         return self.s.url, params
 
-    def _parse(self, response: httpx.Response, position: dict[str, Any]) -> _Page:
+    def _parse(self, response: httpx.Response, content: bytearray, position: dict[str, Any]) -> _Page:
         try:
-            body = json.loads(response.content, parse_float=Decimal, parse_int=Decimal)
+            body = json.loads(content, parse_float=Decimal, parse_int=Decimal)
         except ValueError:
             raise ApiError(f"source '{self.source.name}': {_describe(response)} is not JSON "
                            f"({response.headers.get('content-type', 'no content type')})") from None
@@ -188,7 +202,7 @@ class _Collector:
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    def _get(self, client: httpx.Client, position: dict[str, Any]) -> httpx.Response:
+    def _get(self, client: httpx.Client, position: dict[str, Any]) -> tuple[httpx.Response, bytearray]:
         url, params = self._request(position)
         policy = self.s.retry
         try:
@@ -202,14 +216,18 @@ class _Collector:
                            f"time(s), last: {exc}; the checkpoint is kept, the next run resumes there") from None
         raise AssertionError("unreachable")
 
-    def _get_once(self, client: httpx.Client, url: str, params: dict[str, str]) -> httpx.Response:
+    def _get_once(self, client: httpx.Client, url: str, params: dict[str, str]) -> tuple[httpx.Response, bytearray]:
         try:
             # params=None, not {}: httpx would replace a next-link's own query with an empty one
-            response = client.get(url, params=params or None)
+            with client.stream("GET", url, params=params or None) as response:
+                self._check_status(response)
+                return response, self._read_capped(response)
         except httpx.TimeoutException as exc:
             raise _Retryable(f"no answer within {self.s.timeout_seconds}s ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             raise _Retryable(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
+
+    def _check_status(self, response: httpx.Response) -> None:
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retryable(_describe(response), retry_after=_retry_after(response.headers.get("Retry-After")))
@@ -220,10 +238,32 @@ class _Collector:
             hint = {401: f"the credentials in ${self.s.token_env or self.s.api_key_env} were refused",
                     403: f"the credentials in ${self.s.token_env or self.s.api_key_env} lack permission",
                     404: "check connection.url"}.get(status, "")
-            snippet = self._redact(response.text[:200].strip())
+            head = b""
+            for chunk in response.iter_bytes():  # only the start: an error page can be as large as any
+                head += chunk
+                if len(head) >= 200:
+                    break
+            snippet = self._redact(head[:200].decode("utf-8", "replace").strip())
             raise ApiError(f"source '{self.source.name}': {_describe(response)}"
                            f"{'; ' + hint if hint else ''}{': ' + snippet if snippet else ''}")
-        return response
+
+    def _read_capped(self, response: httpx.Response) -> bytearray:
+        """The body, read as it arrives and given up past `max_response_bytes` (memory stays bounded)."""
+        limit = self.s.max_response_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise ApiError(self._too_large(response, f"declaring a body of {int(declared):,} bytes"))
+        body = bytearray()
+        for chunk in response.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise ApiError(self._too_large(response, f"with a body that goes on past {len(body):,} bytes"))
+        return body
+
+    def _too_large(self, response: httpx.Response, what: str) -> str:
+        return (f"source '{self.source.name}': {_describe(response)}, {what}: over this source's limit of "
+                f"{self.s.max_response_bytes:,} bytes (connection.max_response_bytes). Ask for smaller pages "
+                f"(pagination.page_size) or raise the limit; the checkpoint is kept, the next run resumes there")
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -77,6 +77,9 @@ class Pagination:
     page_size: int | None = None
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 32 << 20  # an API answer's body, as decoded; pages are usually far smaller
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     url: str
@@ -90,6 +93,7 @@ class ApiSettings:
     timeout_seconds: float = 30.0  # connect/read/write/pool, per request
     max_retry_after_seconds: float = 120.0  # a longer Retry-After is capped to this
     max_pages: int = 10_000  # per run, so a misbehaving API cannot loop forever
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # a larger answer fails the source (memory stays bounded)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -422,6 +426,7 @@ def _api(conn: _Section, base_dir: Path) -> ApiSettings:
         timeout_seconds=conn.positive("timeout_seconds", 30.0),
         max_retry_after_seconds=conn.positive("max_retry_after_seconds", 120.0),
         max_pages=conn.count("max_pages", 10_000),
+        max_response_bytes=conn.count("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
         retry=_retry(conn),
     )
     if (settings.token_env is None) == (settings.api_key_env is None):

@@ -166,6 +166,9 @@ class UsageApi:
         self.faults: dict[str, list[str]] = {}
         self.link_base = ""  # next links are relative unless a test sets an origin here
         self.broken: set[str] = set()
+        self.next_cursor: dict[str, str] = {}  # cursor page key -> the next cursor it answers (a cycle, say)
+        self.huge: dict[str, tuple[int, bool]] = {}  # page key -> (body bytes, declare a Content-Length?)
+        self.sent_bytes = 0  # body bytes of `huge` answers the client took before it hung up
         self.requests: list[tuple[float, str, str]] = []  # (arrival time, page key, outcome)
         self._lock = threading.Lock()
         api = self
@@ -214,11 +217,14 @@ class UsageApi:
             return self._send(req, 500, {"error": "oops"}, key=key, arrived=arrived)
         if action == "slow":
             time.sleep(self.slow_seconds)
+        if key in self.huge:
+            return self._send_huge(req, key, arrived, *self.huge[key])
         chunk = self.events[offset:offset + size]
         more = offset + size < len(self.events)
         headers = {}
         if style == "cursor":
-            body = {"data": chunk, "meta": {"next_cursor": f"after-{offset + size}" if more else None}}
+            body = {"data": chunk, "meta": {"next_cursor": self.next_cursor.get(
+                key, f"after-{offset + size}" if more else None)}}
         elif style == "page":
             body = {"data": chunk, "page": page}
         else:
@@ -245,6 +251,29 @@ class UsageApi:
             req.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)
+
+    def _send_huge(self, req: BaseHTTPRequestHandler, key: str, arrived: float, size: int, declared: bool) -> None:
+        """A valid JSON page of `size` bytes (one long padding field), written 64 KiB at a time."""
+        with self._lock:
+            self.requests.append((arrived, key, "huge"))
+        head, tail = b'{"data": [], "pad": "', b'"}'
+        try:
+            req.send_response(200)
+            req.send_header("Content-Type", "application/json")
+            if declared:
+                req.send_header("Content-Length", str(size))
+            req.end_headers()
+            req.wfile.write(head)
+            left = size - len(head) - len(tail)
+            piece = b"x" * (64 << 10)
+            while left > 0:
+                req.wfile.write(piece[:left])
+                with self._lock:
+                    self.sent_bytes += min(left, len(piece))
+                left -= len(piece)
+            req.wfile.write(tail)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading
 
     def start(self) -> UsageApi:
         self._thread.start()

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import traceback
+import tracemalloc
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +16,7 @@ from collector_servers import UsageApi, count, make_events, new_warehouse
 
 import collectors.api as api_module
 from collectors.api import ApiError, collect_api, read_checkpoint
-from collectors.sources import SourceConfig, parse_sources
+from collectors.sources import SourceConfig, SourceConfigError, parse_sources
 from normalize.load import load_pending
 from warehouse.store import Warehouse
 
@@ -220,3 +221,38 @@ def test_a_next_link_to_another_host_is_refused(usage_api, warehouse, landing, m
     with pytest.raises(ApiError, match="next-page link http://localhost:.* leaves 127.0.0.1; refusing"):
         collect_api(warehouse, landing, source)
     assert len(usage_api.requests) == 1
+
+
+def test_a_cursor_that_cycles_fails_the_source_at_once(usage_api, warehouse, landing):
+    usage_api.next_cursor["cursor:after-20"] = "after-10"  # after-10 -> after-20 -> after-10 -> ...
+    source = make_source(usage_api, "cursor", max_pages=50)
+    with pytest.raises(ApiError, match=r"usage-api.*cursor 'after-10'.*already read.*cycles"):
+        collect_api(warehouse, landing, source)
+    assert usage_api.keys() == ["cursor:after-0", "cursor:after-10", "cursor:after-20"]
+    assert load_events(warehouse, source) == 25  # what was landed before the cycle is kept
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "no-length"])
+def test_a_response_over_the_size_limit_fails_the_source_with_memory_bounded(usage_api, warehouse, landing,
+                                                                             declared):
+    limit = 1 << 20
+    usage_api.huge["page:2"] = (48 << 20, declared)
+    source = make_source(usage_api, "page", max_response_bytes=limit)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ApiError, match=r"usage-api.*page=2.*limit of 1,048,576 bytes"
+                                           r" \(connection.max_response_bytes\)"):
+            collect_api(warehouse, landing, source)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    print(f"declared={declared}: peak Python memory {peak / 2**20:.1f} MiB, {usage_api.sent_bytes >> 20} MiB sent")
+    assert usage_api.keys("huge") == ["page:2"]  # not retried: a retry cannot make it smaller
+    assert peak < 8 << 20 and usage_api.sent_bytes < 24 << 20  # of 48 MiB
+    assert read_checkpoint(warehouse, "usage-api") == {"page": 2}  # page 1 landed; the next run retries page 2
+
+
+def test_the_response_size_limit_has_a_default_and_must_be_positive(usage_api):
+    assert make_source(usage_api, "page").connection.max_response_bytes == 32 << 20
+    with pytest.raises(SourceConfigError, match="max_response_bytes: must be at least 1"):
+        make_source(usage_api, "page", max_response_bytes=0)
