@@ -5,6 +5,7 @@
     billing upload FILE [--source S]   drop a file into the upload inbox (landed on the next run)
     billing demo [--events N] [--expectations]  generate the demo dataset and bill its last month
     billing explain LINE_ID [--events] why a line's amount is what it is: rate, tiers, usage, files
+    billing webhooks deliver|status    deliver the ledger's events to the webhook endpoints
 
 Where the catalog, the inbox and the warehouse are: billing.yaml or the environment (docs/config.md).
 
@@ -27,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import runner
+from . import runner, webhooks_cli
 from .config import Settings, load_settings
 from .money import round_money
 from .periods import month_window
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ex_p.add_argument("line_id", help="marts.fct_invoice_lines.line_id")
     ex_p.add_argument("--events", action="store_true", help="also list the line's event ids")
     ex_p.add_argument("--limit", type=int, default=20, help="at most this many event ids (default 20)")
+    webhooks_cli.add_arguments(sub.add_parser("webhooks", help="deliver the ledger's events to the webhook "
+                                                               "endpoints (docs/webhooks.md)"))
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -280,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             return upload(settings, args.file, args.source)
         if args.command == "explain":
             return explain(settings, args.line_id, args.events, args.limit)
+        if args.command == "webhooks":
+            return webhooks_cli.main(settings, args)
         return demo(settings, args.events, args.customers, args.expectations)
     except Exception as exc:  # a clear one-line error for people; tracebacks with BILLING_DEBUG=1
         import os
