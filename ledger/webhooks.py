@@ -246,9 +246,9 @@ def _post(client: httpx.Client, endpoint: Endpoint, key: bytes, event_id: str, b
                 answer += chunk
                 if len(answer) >= MAX_ANSWER_BYTES:
                     break
-            text = _printable(answer[:MAX_ANSWER_BYTES].decode("utf-8", "replace"))
-            where = f" to {response.headers.get('location')}" if response.is_redirect else ""
-            return response.status_code, f"HTTP {response.status_code}{where}" + (f": {text}" if text else "")
+            text = answer[:MAX_ANSWER_BYTES].decode("utf-8", "replace").strip()
+            where = f" to {response.headers.get('location')} (redirects are not followed)" if response.is_redirect else ""
+            return response.status_code, _printable(f"HTTP {response.status_code}{where}" + (f": {text}" if text else ""))
     except httpx.TimeoutException as exc:
         return None, f"timed out after {endpoint.timeout_seconds:g} s ({type(exc).__name__})"
     except httpx.HTTPError as exc:

@@ -35,7 +35,8 @@ T0 = datetime.now(UTC).replace(microsecond=0)
 
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every request it reads, then answers as `mode` says:
-    ok (204), 500, slow (answers after `slow_seconds`), drop (closes the connection without an answer)."""
+    ok (204), 500, 302 (a redirect), slow (answers after `slow_seconds`), drop (closes the connection
+    without an answer)."""
 
     def __init__(self, port: int = 0, mode: str = "ok", slow_seconds: float = 2.0):
         self.mode = mode
@@ -52,7 +53,9 @@ class Receiver:
                     return
                 if receiver.mode == "slow":
                     time.sleep(receiver.slow_seconds)
-                self.send_response(500 if receiver.mode == "500" else 204)
+                self.send_response({"500": 500, "302": 302}.get(receiver.mode, 204))
+                if receiver.mode == "302":
+                    self.send_header("location", "http://127.0.0.1:9/elsewhere")
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -294,6 +297,16 @@ def test_an_event_out_of_attempts_is_a_dead_letter_and_stays_visible(engine_ware
     # raising max_attempts gives a dead letter more tries
     again = dispatch(warehouse, [endpoint(receiver.url, max_attempts=3)], now=T0 + timedelta(days=1), env=ENV)
     assert [a.event_id for a in again.delivered] == ["msg_0001"]
+
+
+def test_a_redirect_is_a_failed_attempt_not_followed(tmp_path, receivers):
+    warehouse = new_warehouse(tmp_path)
+    add_events(warehouse, 1)
+    receiver = receivers(mode="302")
+    [attempt] = dispatch(warehouse, [endpoint(receiver.url)], now=T0, env=ENV).attempts
+    assert (attempt.delivered, attempt.status_code) == (False, 302)
+    assert attempt.error == "HTTP 302 to http://127.0.0.1:9/elsewhere (redirects are not followed)"
+    assert len(receiver.requests) == 1
 
 
 def test_one_endpoint_down_does_not_hold_back_another(tmp_path, receivers):
