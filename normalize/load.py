@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from warehouse.store import RAW_SCHEMA, Tx, Warehouse, sync_event_keys
 from .rules import FileRejected, Normalized, normalize_frame, read_batches, split_in_file_duplicates
 
 PAYLOAD = ("customer_id", "product_id", "quantity", "occurred_at")
+# In the reason of every conflicting duplicate (quarantined): quality.checks tells them from other quarantined rows by it.
+CONFLICT_MARK = "with a different customer, product, quantity or time"
 PREFETCH = True  # prepare the next batch in a background thread while this one is written
 
 
@@ -208,8 +211,17 @@ def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str
     except _AlreadyLoaded as already:  # nothing was written: the transaction rolled back
         return FileLoad(file_id, original_name, source.name, already.status, 0, 0, 0, 0, "already loaded")
     except FileRejected as exc:  # whatever batches were written are rolled back with the transaction
-        return _reject(warehouse, file_id, original_name, source.name, str(exc))
+        return _reject(warehouse, file_id, original_name, source.name, _named(str(exc), file_id, original_name))
+    except Exception as exc:  # one file must not stop the others, nor every later run
+        # Rolled back like a rejection; left `landed`, it would fail the same way in every run after this one.
+        return _reject(warehouse, file_id, original_name, source.name, _named(
+            f"could not be loaded ({type(exc).__name__}: {exc}); nothing of it is stored", file_id, original_name))
     return result
+
+
+def _named(message: str, file_id: str, original_name: str) -> str:
+    """A reason naming the file as it was delivered, not as it is kept (`<sha256>.csv` in the landing zone)."""
+    return re.sub(re.escape(file_id) + r"[\w.]*", lambda _: original_name, message)
 
 
 @dataclass
@@ -295,12 +307,12 @@ class _FileLoader:
                                        conflicting.select(*in_file_key)])
         conflict_rows = pl.concat([
             in_file_conflicts.select("row_number", pl.format(
-                "event_id '{}' repeats row {} of this file with a different customer, product, quantity or time; "
+                "event_id '{}' repeats row {} of this file " + CONFLICT_MARK + "; "
                 "fix the source so each event id has one payload", "event_id", "duplicate_of_row_number"
             ).alias("reason")),
             history_conflicts.select("row_number", pl.format(
-                "event_id '{}' was already loaded from file {} row {} with a different customer, product, "
-                "quantity or time; fix the source so each event id has one payload",
+                "event_id '{}' was already loaded from file {} row {} " + CONFLICT_MARK + "; "
+                "fix the source so each event id has one payload",
                 "event_id", "duplicate_of_file_id", "duplicate_of_row_number").alias("reason")),
         ])
         quarantine = pl.concat([
@@ -380,7 +392,13 @@ def _in_history(tx: Tx, events: pl.DataFrame, source: str) -> pl.DataFrame:
         pl.col("duplicate_of_row_number").cast(pl.Int64), same.cast(pl.Int32).alias("is_same"))
 
 
+REASON_CHARS = 2_000  # of a rejection's reason (an error may quote a whole row)
+
+
 def _reject(warehouse: Warehouse, file_id: str, original_name: str, source: str, error: str) -> FileLoad:
+    error = error.replace("\x00", "<NUL>")  # PostgreSQL cannot store a NUL in text
+    if len(error) > REASON_CHARS:
+        error = f"{error[:REASON_CHARS]}... ({len(error) - REASON_CHARS:,} more characters)"
     with warehouse.transaction() as tx:
         tx.execute(f"UPDATE {RAW_SCHEMA}.landed_files SET status = 'rejected', error = ?, loaded_at = ?"
                    " WHERE file_id = ?", [error, datetime.now(UTC), file_id])

@@ -27,6 +27,7 @@ import polars as pl
 
 from collectors.sources import EVENT_FIELDS, SourceConfig
 
+NUL = "\x00"  # a text value holding it cannot be stored by PostgreSQL: such a row is quarantined (on every engine)
 SCALE = 9  # decimal places kept for quantities (DECIMAL(38, 9) in the warehouse)
 QUANTITY = pl.Decimal(38, SCALE)
 _HAS_ZONE = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
@@ -477,6 +478,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig, *, received_at: da
     quantity = pl.col("_quantity")
     fine = [
         *[pl.col(f"_{f}") != "" for f in ("event_id", "customer_id", "product_id")],
+        *[pl.col(f"_{f}").str.contains(NUL, literal=True).not_() for f in ("event_id", "customer_id", "product_id")],
         pl.col("_quantity_ok"),
         pl.col("_too_precise").fill_null(False).not_(),
         quantity >= 0,  # null (out of range) is not fine either
@@ -567,13 +569,19 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
     def problem(field: str, condition: pl.Expr, message: pl.Expr | str) -> tuple[str, pl.Expr, pl.Expr]:
         return field, condition, message if isinstance(message, pl.Expr) else pl.lit(message)
 
-    def quoted(field: str) -> pl.Expr:
-        return pl.lit("'") + pl.col(source.column(field)).fill_null("") + pl.lit("'")
+    def quoted(field: str) -> pl.Expr:  # a NUL shown as <NUL>: PostgreSQL cannot store it in a reason either
+        return pl.lit("'") + pl.col(source.column(field)).fill_null("").str.replace_all(NUL, "<NUL>", literal=True) \
+            + pl.lit("'")
 
     q_col = source.column("quantity")
     t_col = source.column("occurred_at")
     problems = [
         *[problem(f, pl.col(f"_{f}").fill_null("") == "", f"{source.column(f)} is empty; every row needs one")
+          for f in ("event_id", "customer_id", "product_id")],
+        *[problem(f, pl.col(f"_{f}").str.contains(NUL, literal=True),
+                  pl.lit(f"{source.column(f)} ") + quoted(f) + pl.lit(
+                      " holds a NUL character (byte 0, shown as <NUL>), which the warehouse cannot store as text; "
+                      "remove it at the source"))
           for f in ("event_id", "customer_id", "product_id")],
         problem("quantity", pl.col("_quantity_ok").fill_null(False).not_(),
                 pl.lit(f"{q_col} ") + quoted("quantity") + pl.lit(" is not a decimal number")),
