@@ -151,13 +151,18 @@ def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None,
     _print(f"customers invoiced: {customers}; files received this run: {len(landed)} "
            f"({sum(1 for item in landed if item.is_new)} new); events loaded this run: "
            f"{sum(item.rows_loaded for item in loads)}; rows in quarantine: {quarantined}")
+    for rejected in (load for load in loads if load.status == "rejected"):
+        _print(("file rejected", "red"), ": ", rejected.original_name, f" (source {rejected.source}): ",
+               rejected.error or "")
     outcomes = [*outcomes, *(done.outcome for done in suites or [])]
     for outcome in outcomes:
         mark = (("passed", "green") if outcome.passed else ("FAILED", "red") if outcome.blocking
                 else ("WARNING", "yellow"))
         _print("check ", outcome.name, ": ", mark, " - ", outcome.summary)
     passed = sum(1 for o in outcomes if o.passed)
-    _print(f"checks: {passed} passed, {len(outcomes) - passed} failed")
+    warned = sum(1 for o in outcomes if not o.passed and not o.blocking)
+    _print(f"checks: {passed} passed, {len(outcomes) - passed - warned} failed"
+           + (f", {warned} with warnings" if warned else ""))
     if suites is None:
         _print("expectations: not run (add --expectations to run the Great Expectations suites)")
     else:

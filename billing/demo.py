@@ -32,11 +32,13 @@ them are rows added on top of the `events` generated ones (except the re-deliver
 With one month only, "second" and "last" month are that month.
 
 Which of them the quality checks see: `unknown_customer` and `no_price` are the last month's
-unrated usage (the `unrated_usage` check, one finding each: C-UNKNOWN-1, and the EUR customer), and
-nothing else fails on the last month. The malformed and negative quantities and the naive timestamp
+unrated usage (the `unrated_usage` check, one finding each: C-UNKNOWN-1, and the EUR customer), its
+only blocking findings (`DemoSummary.planted_blocking_findings`; `billing demo` exits 0 because of
+them, where `billing run` exits 3). The naive timestamp (last month) is a row in `raw.quarantine`
+and a warning of the `quarantined_rows` check. The malformed and negative quantities (first month)
 are rows in `raw.quarantine`, the repeated row one in `raw.duplicates`, the re-delivered file a
-receipt in `raw.file_receipts`: accounted for, not findings. With `defects=False` no check finds
-anything.
+receipt in `raw.file_receipts`: accounted for, not findings of the last month. With
+`defects=False` no check finds anything.
 
 The catalog (see `_catalog_yaml`): >= 200 customers by default ("Acme Logistics 017"), mostly USD,
 15% EUR, a few in a non-UTC time zone, a handful of child accounts billing to a parent; six products

@@ -121,7 +121,14 @@ def normalize(settings: Settings, warehouse: Warehouse, progress: Progress | Non
     from collectors.sources import load_sources
 
     def report(result: FileLoad) -> None:
-        if progress:
+        if not progress:
+            return
+        if result.status == "rejected":
+            progress(f"REJECTED {result.original_name} (source {result.source}, {result.file_id}): {result.error}; "
+                     "none of its rows is loaded (check rejected_files: it blocks the month's invoices)")
+        elif result.error == "already loaded":
+            progress(f"skipped {result.original_name}: already loaded by another run")
+        else:
             progress(f"normalized {result.original_name}: {result.rows_loaded} events, "
                      f"{result.rows_quarantined} quarantined, {result.rows_duplicate} duplicates")
 

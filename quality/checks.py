@@ -7,6 +7,8 @@ Dagster wraps them as asset checks (pipelines/checks.py); `billing run` prints t
 from __future__ import annotations
 
 import os
+import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,6 +17,7 @@ import polars as pl
 
 from billing.periods import Period
 from catalog.model import Catalog
+from normalize.load import CONFLICT_MARK
 from warehouse.store import Tx, Warehouse
 
 from .findings import write_findings
@@ -200,16 +203,10 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
     So a file of October usage delivered on 1 November is checked with October (its events) and with
     November (its receipt), and with no month after that. Files not normalized yet (rows_received
     NULL) are not checked."""
-    lo, hi = _instant(period.start), _instant(period.end)
     on_local_days, local_params = _on_local_days(period)
+    in_period, in_period_params = _files_of_period(period)
     files = _rows(tx, f"""
-        WITH in_period AS (
-            SELECT file_id FROM raw.landed_files WHERE received_at >= ? AND received_at < ?
-            UNION
-            SELECT e.file_id
-            FROM raw.events e
-            LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
-            WHERE {on_local_days}
+        WITH in_period AS ({in_period}
         ),
         counted AS (
             SELECT file_id, COUNT(*) AS n, 'events' AS kind FROM raw.events
@@ -232,7 +229,7 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
         )
         SELECT * FROM per_file WHERE rows_received <> events + quarantined + duplicates
         ORDER BY source, original_name, file_id""",
-                  [lo, hi, *local_params])
+                  in_period_params)
     for f in files:
         f["kind"] = "rows"
         f["missing_rows"] = _ranges(_missing_rows(tx, f["file_id"], int(f["rows_received"])))
@@ -364,7 +361,133 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor:
     return CheckOutcome("anomalies", not rows, False, summary, rows)
 
 
-CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conservation, anomalies)
+def _files_of_period(period: Period) -> tuple[str, list]:
+    """SQL selecting the file_id's of the period's landed files (see `conservation`), and its parameters."""
+    lo, hi = _instant(period.start), _instant(period.end)
+    on_local_days, local_params = _on_local_days(period)
+    return (f"""
+            SELECT file_id FROM raw.landed_files WHERE received_at >= ? AND received_at < ?
+            UNION
+            SELECT e.file_id
+            FROM raw.events e
+            LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
+            WHERE {on_local_days}""", [lo, hi, *local_params])
+
+
+SCANNED_BYTES = 1 << 20  # of a rejected file: the dates in its first MiB say which months it may hold
+_DATE = re.compile(rb"(?<!\d)(\d{4})-(0[1-9]|1[0-2])-\d{2}(?!\d)")
+
+
+def _months_named(path: str) -> set[str]:
+    """The months (YYYY-MM) of the dates written in the first MiB of a file (expanded, if gzip), as text.
+
+    A file can be unreadable as its source's format and still show its dates (a wrong delimiter, a bad
+    byte further on); a binary, zip or missing file shows none."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SCANNED_BYTES)
+        if head[:2] == b"\x1f\x8b":
+            head = zlib.decompressobj(wbits=47).decompress(head, SCANNED_BYTES)
+    except (OSError, zlib.error):
+        return set()
+    return {f"{year.decode()}-{month.decode()}" for year, month in _DATE.findall(head)}
+
+
+def _month_key(day: date) -> str:
+    return f"{day.year:04d}-{day.month:02d}"
+
+
+def rejected_files(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
+    """Blocking: files rejected whole (unreadable as their source's format: wrong delimiter, missing
+    columns, bad encoding, ...), so none of their usage is billed.
+
+    A rejected file has no events to place it in a month; it is a finding of every month it may hold
+    usage of, among those that began before it was received (usage is delivered after it happens):
+    the month it was received in (UTC), the month before (usage is often delivered just after its
+    month ends), and each month of a date written in its first MiB (a file with a wrong delimiter still
+    shows its timestamps). It stops being a finding once a file with the same name from the same source
+    loads after it (the corrected file, delivered again)."""
+    files = _rows(tx, """
+        SELECT f.file_id, f.source, f.original_name, f.landing_path, f.received_at, f.error
+        FROM raw.landed_files f
+        WHERE f.status = 'rejected' AND f.received_at >= ?
+          AND NOT EXISTS (SELECT 1 FROM raw.landed_files g
+                          WHERE g.source = f.source AND g.original_name = f.original_name
+                            AND g.status = 'loaded' AND g.received_at > f.received_at)
+        ORDER BY f.received_at, f.file_id""", [_instant(period.start)])
+    rows = []
+    for f in files:
+        received = datetime.fromisoformat(f["received_at"]).astimezone(UTC).date()
+        months = {_month_key(received), _month_start(received, 1).isoformat()[:7]}
+        if period.key not in months and period.key not in _months_named(f["landing_path"]):
+            continue
+        f["detail"] = (f"file {f['original_name']} ({f['file_id']}, source {f['source']}, received "
+                       f"{f['received_at']}) was rejected, none of its rows is billed: {f['error']}. "
+                       "Deliver it again corrected, under the same name (or fix the source's settings and set "
+                       "its raw.landed_files.status back to 'landed' so the next run loads it)")
+        rows.append(f)
+    summary = "no file rejected" if not rows else (
+        f"{len(rows)} file(s) rejected, none of their rows billed: " + "; ".join(
+            f"{f['original_name']} ({f['source']}): {f['error']}" for f in rows[:5]))
+    return CheckOutcome("rejected_files", not rows, True, summary, rows)
+
+
+def _quarantine_findings(tx: Tx, period: Period, conflicts: bool) -> list[dict]:
+    """Per file of the period and column (conflicting duplicates apart): rows quarantined, and the first."""
+    in_period, params = _files_of_period(period)
+    kind = "" if conflicts else "NOT "
+    return _rows(tx, f"""
+        WITH rows_of_period AS (
+            SELECT q.file_id, q.column_name, q.row_number, q.reason,
+                   COUNT(*) OVER (PARTITION BY q.file_id, q.column_name) AS rows_quarantined,
+                   ROW_NUMBER() OVER (PARTITION BY q.file_id, q.column_name ORDER BY q.row_number) AS nth
+            FROM raw.quarantine q
+            WHERE q.file_id IN ({in_period}) AND {kind}(q.reason LIKE ?)
+        )
+        SELECT r.file_id, f.source, f.original_name, r.column_name, r.rows_quarantined,
+               r.row_number AS first_row, r.reason AS first_reason
+        FROM rows_of_period r JOIN raw.landed_files f ON f.file_id = r.file_id
+        WHERE r.nth = 1
+        ORDER BY f.source, f.original_name, r.file_id, r.column_name""", [*params, f"%{CONFLICT_MARK}%"])
+
+
+def _cut(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters)"
+
+
+def quarantined_rows(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
+    """Warning: rows of the period's files (see `conservation`) set aside in raw.quarantine (not a number,
+    no time zone, ...), per file and column: how many, and the first with its reason. Not billed; they
+    do not block (the file's other rows are billed); fix and re-send them if they are usage."""
+    rows = _quarantine_findings(tx, period, conflicts=False)
+    for r in rows:
+        r["detail"] = (f"file {r['original_name']} ({r['file_id']}, source {r['source']}): {r['rows_quarantined']} "
+                       f"row(s) quarantined on column {r['column_name']}, not billed; first, row {r['first_row']}: "
+                       f"{_cut(r['first_reason'])}")
+    summary = "no row quarantined" if not rows else (
+        f"{sum(int(r['rows_quarantined']) for r in rows)} row(s) quarantined in {len({r['file_id'] for r in rows})} "
+        "file(s): " + "; ".join(f"{r['original_name']}: {r['rows_quarantined']} on {r['column_name']}"
+                                for r in rows[:5]))
+    return CheckOutcome("quarantined_rows", not rows, False, summary, rows)
+
+
+def conflicting_duplicates(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
+    """Warning: rows of the period's files repeating an event id already loaded (or earlier in the file)
+    with a different customer, product, quantity or time, per file: how many, and the first. They are
+    quarantined, not billed: the first payload loaded is the one billed."""
+    rows = _quarantine_findings(tx, period, conflicts=True)
+    for r in rows:
+        r["detail"] = (f"file {r['original_name']} ({r['file_id']}, source {r['source']}): {r['rows_quarantined']} "
+                       f"row(s) repeat an event id with a different payload, not billed; first, row "
+                       f"{r['first_row']}: {_cut(r['first_reason'])}")
+    summary = "no conflicting duplicate" if not rows else (
+        f"{sum(int(r['rows_quarantined']) for r in rows)} conflicting duplicate(s) in {len(rows)} file(s): "
+        + "; ".join(f"{r['original_name']}: {r['rows_quarantined']}" for r in rows[:5]))
+    return CheckOutcome("conflicting_duplicates", not rows, False, summary, rows)
+
+
+CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conservation, anomalies, rejected_files,
+          quarantined_rows, conflicting_duplicates)
 
 
 def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None,

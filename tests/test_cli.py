@@ -16,7 +16,7 @@ def test_billing_run_bills_the_reference_month(billing_env, capsys):
     assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED == 3
     out = capsys.readouterr().out
     assert "Invoices for 2026-10" in out
-    assert "checks: 5 passed, 1 failed" in out
+    assert "checks: 8 passed, 1 failed" in out
     assert "C999" in out  # the unrated usage check names the customer
     assert "exit status 3: billed, but blocking check(s) failed: unrated_usage" in " ".join(out.split())
     assert "SELECT billing_account_id" in out
@@ -119,3 +119,83 @@ def test_the_exit_statuses_are_in_the_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "Exit status: 0 done" in text and "1 an error stopped it" in text
     assert "3 billed, but a blocking check failed" in text
+
+
+SEMICOLONS = "event_id;customer_id;product_id;quantity;occurred_at\n" + "".join(
+    f"semi-{n};C1;API_CALLS;1000;2026-10-{n:02d}T12:00:00Z\n" for n in range(1, 6))
+WITH_BAD_ROWS = ("event_id,customer_id,product_id,quantity,occurred_at\n"
+                 "ok-1,C1,API_CALLS,100,2026-10-02T10:00:00Z\n"
+                 "bad-1,C1,API_CALLS,N/A,2026-10-02T11:00:00Z\n"
+                 "bad-2,C1,API_CALLS,-3,2026-10-02T12:00:00Z\n"
+                 "ok-1,C1,API_CALLS,999,2026-10-02T10:00:00Z\n")  # ok-1 again, another quantity
+
+
+def test_a_rejected_file_blocks_the_month_and_quarantined_rows_are_warnings(billing_env, monkeypatch):
+    """A file with the wrong delimiter (5,000 units) was "0 events, 0 quarantined, 0 duplicates", every check
+    passed and nothing was written: now the CLI names it and why, and it is a blocking finding of October."""
+    import hashlib
+
+    from billing import cli
+    from billing.config import load_settings
+    from billing.periods import month_window
+    from collectors.landing import land_file
+    from normalize.load import load_pending
+    from quality.checks import rejected_files
+
+    catalog = billing_env / "clean-catalog.yaml"
+    catalog.write_text(CLEAN_CATALOG)
+    monkeypatch.setenv("BILLING_CATALOG", str(catalog))
+    (billing_env / "inbox" / "semicolon.csv").write_text(SEMICOLONS)
+    (billing_env / "inbox" / "with-bad-rows.csv").write_text(WITH_BAD_ROWS)
+    semicolon_id = hashlib.sha256(SEMICOLONS.encode()).hexdigest()
+    bad_rows_id = hashlib.sha256(WITH_BAD_ROWS.encode()).hexdigest()
+    with cli.console.capture() as captured:
+        assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED
+    out = " ".join(captured.get().split())
+    assert "REJECTED semicolon.csv (source upload," in out and "column(s) 'event_id'" in out
+    assert "check rejected_files: FAILED - 1 file(s) rejected, none of their rows billed: semicolon.csv" in out
+    assert "check quarantined_rows: WARNING" in out and "check conflicting_duplicates: WARNING" in out
+    assert "exit status 3: billed, but blocking check(s) failed: rejected_files" in out
+    assert semicolon_id not in out.split("REJECTED")[1].split(")")[1]  # the reason names the file as delivered
+    con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    [(error,)] = con.execute("select error from raw.landed_files where file_id = ?", [semicolon_id]).fetchall()
+    assert error.startswith("required column(s) 'event_id', 'customer_id'") and semicolon_id not in error
+    findings = con.execute("select check_name, severity, customer_id, file_id, detail from marts.quality_findings "
+                           "where period = '2026-10' order by check_name").fetchall()
+    con.close()
+    assert [row[:4] for row in findings] == [
+        ("conflicting_duplicates", "warning", None, bad_rows_id),
+        ("quarantined_rows", "warning", None, bad_rows_id),
+        ("rejected_files", "error", None, semicolon_id)]
+    details = {row[0]: row[4] for row in findings}
+    assert "with-bad-rows.csv" in details["conflicting_duplicates"] and ": 1 row(s) repeat an event id" in \
+        details["conflicting_duplicates"] and "first, row 4: event_id 'ok-1' repeats row 1" in \
+        details["conflicting_duplicates"]
+    assert ": 2 row(s) quarantined on column quantity" in details["quarantined_rows"]
+    assert "first, row 2: quantity 'N/A' is not a decimal number" in details["quarantined_rows"]
+    assert "semicolon.csv" in details["rejected_files"] and "was rejected, none of its rows is billed" in \
+        details["rejected_files"]
+
+    # Which months it blocks: the months of the dates it shows, the month it was received in and the one
+    # before; not a month that ended before it was received with none of its dates.
+    settings = load_settings()
+    warehouse = settings.warehouse()
+    received = query_one(warehouse, "select received_at from raw.landed_files where file_id = ?", semicolon_id)
+    this_month = month_window(f"{received.year:04d}-{received.month:02d}")
+    with warehouse.transaction() as tx:
+        assert not rejected_files(tx, this_month).passed
+        assert rejected_files(tx, month_window("2026-09")).passed
+    # Delivered again corrected, under the same name: no longer a finding.
+    fixed = billing_env / "fixed" / "semicolon.csv"
+    fixed.parent.mkdir()
+    fixed.write_text(SEMICOLONS.replace(";", ","))
+    land_file(warehouse, settings.landing, fixed, source="upload", collector="upload")
+    assert [load.status for load in load_pending(warehouse)] == ["loaded"]
+    with warehouse.transaction() as tx:
+        assert rejected_files(tx, month_window("2026-10")).passed
+
+
+def query_one(warehouse, sql, *params):
+    with warehouse.transaction() as tx:
+        [(value,)] = tx.fetchall(sql, list(params))
+    return value

@@ -1,9 +1,10 @@
 """`billing demo` (what `make demo` runs), at a small size: the checks find exactly the planted defects.
 
 The demo generator plants defects (billing/demo.py, `DemoSummary.defects`). Two are the billed
-month's unrated usage, and are the only findings: the unknown customer and the EUR customer's SMS
-(no EUR price). The others are accounted for without being findings: malformed and negative
-quantities and the naive timestamp in `raw.quarantine`, the repeated row in `raw.duplicates`, the
+month's unrated usage, and are its only blocking findings: the unknown customer and the EUR
+customer's SMS (no EUR price). The naive timestamp, a row of the billed month's part 3, is in
+`raw.quarantine` and a warning (`quarantined_rows`). The others are accounted for in earlier months:
+malformed and negative quantities in `raw.quarantine`, the repeated row in `raw.duplicates`, the
 re-delivered file as a second receipt.
 """
 
@@ -51,10 +52,14 @@ def test_the_findings_mart_lists_exactly_the_planted_unrated_usage(demo_run):
     for d in summary.defects:
         by_kind.setdefault(d.kind, []).append(d)
     [no_price] = by_kind["no_price"]
+    [naive] = by_kind["naive_timestamp"]
+    [(naive_file,)] = query(home, "select file_id from raw.landed_files where original_name = ?", [naive.file])
     eur_customer = planted_row(summary, no_price)["customer_id"]
     assert query(home, "select check_name, severity, customer_id, line_id, file_id from marts.quality_findings "
-                       "where period = ? order by customer_id", [month]) == sorted([
-        ("unrated_usage", "error", UNKNOWN_CUSTOMER, None, None), ("unrated_usage", "error", eur_customer, None, None)])
+                       "where period = ? order by check_name, customer_id", [month]) == [
+        ("quarantined_rows", "warning", None, None, naive_file),
+        *sorted([("unrated_usage", "error", UNKNOWN_CUSTOMER, None, None),
+                 ("unrated_usage", "error", eur_customer, None, None)])]
     # What each finding is: the unknown customer's planted calls, summed; the planted SMS in EUR.
     unknown_calls = sum(Decimal(planted_row(summary, d)["quantity"]) for d in by_kind["unknown_customer"])
     assert query(home, "select reason, customer_id, product_id, currency, quantity from marts.fct_unrated_usage "
@@ -66,7 +71,7 @@ def test_the_findings_mart_lists_exactly_the_planted_unrated_usage(demo_run):
                        "billing_account_id = ?", [month, eur_customer]) == [("EUR", False)]
 
 
-def test_the_other_planted_defects_are_accounted_for_not_findings(demo_run):
+def test_the_other_planted_defects_are_accounted_for(demo_run):
     home, _, summary = demo_run
 
     def where(kinds):
@@ -85,11 +90,13 @@ def test_the_other_planted_defects_are_accounted_for_not_findings(demo_run):
 def test_the_demo_prints_the_checks_and_the_findings_count(demo_run):
     _, printed, summary = demo_run
     month = summary.months[-1]
-    assert "checks: 5 passed, 1 failed" in printed
+    assert "checks: 7 passed, 1 failed, 1 with warnings" in printed
     assert "check unrated_usage: FAILED" in printed
-    for name in ("missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies"):
+    assert "check quarantined_rows: WARNING" in printed  # the naive timestamp
+    for name in ("missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies",
+                 "rejected_files", "conflicting_duplicates"):
         assert f"check {name}: passed" in printed
-    assert f"findings: 2 row(s) in marts.quality_findings for {month}" in printed
+    assert f"findings: 3 row(s) in marts.quality_findings for {month}" in printed
     assert (f"SELECT check_name, severity, customer_id, line_id, file_id, detail FROM marts.quality_findings "
             f"WHERE period = '{month}'") in printed
     assert "planted defects:" in printed and "no_price" in printed

@@ -42,6 +42,9 @@ from support import billing_env, copy_warehouse, new_home, query
 
 DATA = Path(__file__).parent / "data" / "planted_faults"
 CHECKS = ("unrated_usage", "missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies")
+# Checks of whole files, whose faults are planted in tests/test_cli.py (a rejected file, quarantined rows, a
+# conflicting duplicate): they pass here.
+FILE_CHECKS = ("rejected_files", "quarantined_rows", "conflicting_duplicates")
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +114,12 @@ def test_the_invoices_are_as_billed_then_tampered(planted):
 
 
 def test_every_check_fails_on_its_planted_fault_only(outcomes):
-    assert set(outcomes) == set(CHECKS)
-    assert {name: o.passed for name, o in outcomes.items()} == dict.fromkeys(CHECKS, False)
-    assert {name: o.blocking for name, o in outcomes.items()} == {**dict.fromkeys(CHECKS, True), "anomalies": False}
+    assert set(outcomes) == {*CHECKS, *FILE_CHECKS}
+    assert {name: o.passed for name, o in outcomes.items()} == {**dict.fromkeys(CHECKS, False),
+                                                                **dict.fromkeys(FILE_CHECKS, True)}
+    assert {name: o.blocking for name, o in outcomes.items()} == {
+        **dict.fromkeys(CHECKS, True), "anomalies": False, "rejected_files": True, "quarantined_rows": False,
+        "conflicting_duplicates": False}
 
 
 def test_unrated_usage_names_the_unknown_products_usage(outcomes):
@@ -182,7 +188,7 @@ def test_the_findings_mart_holds_exactly_the_planted_faults(planted):
     assert "october-dogwood.csv" in details["conservation:"] and "rows 2-3" in details["conservation:"]
     assert "CT-F6" in details["missed_customers:F6"]
     # What `billing run` printed: each check failed, naming its fault, and where the findings are.
-    assert "checks: 0 passed, 6 failed" in printed
+    assert "checks: 3 passed, 5 failed, 1 with warnings" in printed
     assert "findings: 7 row(s) in marts.quality_findings for 2026-10" in printed
     assert "FROM marts.quality_findings WHERE period = '2026-10'" in printed
     for name in CHECKS[:-1]:
