@@ -223,21 +223,33 @@ def demo(settings: Settings, events: int, customers: int, expectations: bool = F
     console.print(summary.describe(), markup=False, highlight=False)
     month = summary.months[-1]
     blocked = blocking_failures(bill_month(settings, month, expectations))
-    # The demo knows what it planted: its blocking findings are expected; any other one is not.
-    planted = summary.planted_blocking_findings()
-    found = {(o.name, f.get("customer_id") or f.get("billing_account_id")) for o in blocked
-             for f in (o.findings or [{}])}
-    unplanted = sorted(found - planted, key=str)
+    found, unplanted, missed = planted_or_not(blocked, summary.planted_blocking_findings())
     if unplanted:
         _print(("exit status 3", "red"), ": blocking finding(s) the demo did not plant: ",
-               "; ".join(f"{check} {who or ''}".strip() for check, who in unplanted))
+               "; ".join(f"{check} {who or '(no customer)'}" for check, who in unplanted))
         return EXIT_BLOCKED
+    if missed:
+        _print(("error", "red"), ": the checks missed finding(s) the demo planted: ",
+               "; ".join(f"{check} {who}" for check, who in missed))
+        return EXIT_ERROR
     if found:
         _print(f"the only blocking findings of {month} are the demo's planted ones (",
-               ", ".join(f"{check} {who}" for check, who in sorted(found)),
+               ", ".join(f"{check} {who}" for check, who in found),
                "): `billing run` exits 3 on this month, the demo 0. The other planted rows are in "
                "raw.quarantine / raw.duplicates / raw.file_receipts")
     return 0
+
+
+def planted_or_not(blocked, planted: frozenset[tuple[str, str]]) -> tuple[list, list, list]:
+    """The demo knows the blocking findings it planted, as (check, customer): of the failed blocking checks'
+    findings, returns (every one found, those not planted, planted ones not found), each sorted."""
+    found = {(o.name, f.get("customer_id") or f.get("billing_account_id")) for o in blocked
+             for f in (o.findings or [{}])}
+
+    def ordered(pairs):
+        return sorted(pairs, key=lambda pair: (pair[0], pair[1] or ""))
+
+    return ordered(found), ordered(found - planted), ordered(planted - found)
 
 
 def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:

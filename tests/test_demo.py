@@ -284,3 +284,19 @@ def test_the_demo_home_is_absent_empty_or_marked(tmp_path):
     a_file.write_text("x")
     with pytest.raises(DemoHomeRefused, match="is a file"):
         prepare_home(a_file)
+
+
+def test_the_demo_tells_its_planted_blocking_findings_from_others():
+    from billing.cli import planted_or_not
+    from quality.checks import CheckOutcome
+
+    planted = frozenset({("unrated_usage", "C-UNKNOWN-1"), ("unrated_usage", "C-0042")})
+    unrated = CheckOutcome("unrated_usage", False, True, "", [{"customer_id": "C-UNKNOWN-1"}, {"customer_id": "C-0042"}])
+    assert planted_or_not([unrated], planted) == (sorted(planted), [], [])
+    rejected = CheckOutcome("rejected_files", False, True, "", [{"file_id": "ab12", "customer_id": None}])
+    missed = CheckOutcome("missed_customers", False, True, "", [{"billing_account_id": "C-0007"}])
+    assert planted_or_not([unrated, rejected, missed], planted)[1] == [("missed_customers", "C-0007"),
+                                                                       ("rejected_files", None)]
+    # a planted defect the checks did not find is not a clean demo either
+    only_one = CheckOutcome("unrated_usage", False, True, "", [{"customer_id": "C-UNKNOWN-1"}])
+    assert planted_or_not([only_one], planted)[2] == [("unrated_usage", "C-0042")]
