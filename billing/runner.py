@@ -16,7 +16,6 @@ from collectors.api import collect_api
 from collectors.landing import Landed
 from collectors.sftp import collect_sftp
 from collectors.sources import (
-    DEFAULT_MAX_UPLOAD_BYTES,
     SourceConfig,
     SourceConfigError,
     UploadSettings,
@@ -53,9 +52,13 @@ def inboxes_of(settings: Settings, source: SourceConfig) -> list[Path]:
     return inboxes
 
 
-def upload_limit(source: SourceConfig) -> int:
+def upload_settings(source: SourceConfig) -> UploadSettings:
     connection = source.connection
-    return connection.max_bytes if isinstance(connection, UploadSettings) else DEFAULT_MAX_UPLOAD_BYTES
+    return connection if isinstance(connection, UploadSettings) else UploadSettings()
+
+
+def upload_limit(source: SourceConfig) -> int:
+    return upload_settings(source).max_bytes
 
 
 def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None = None,
@@ -87,10 +90,12 @@ def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None 
         inboxes = inboxes_of(settings, source)
         if not inboxes:
             say(f"source {source.name}: no connection.inbox of its own; nothing to collect")
-        limit = upload_limit(source)
+        upload = upload_settings(source)
         return [item for inbox in inboxes
-                for item in collect_inbox(warehouse, inbox, settings.landing, source=source.name, max_bytes=limit,
-                                          on_refused=lambda path, why: say(f"refused {path}: {why}"))]
+                for item in collect_inbox(warehouse, inbox, settings.landing, source=source.name,
+                                          max_bytes=upload.max_bytes, settle_seconds=upload.settle_seconds,
+                                          on_refused=lambda path, why: say(f"refused {path}: {why}"),
+                                          on_waiting=lambda path, why: say(f"waiting: {path} {why}"))]
 
     landed: list[Landed] = []
     failed: list[tuple[str, str]] = []

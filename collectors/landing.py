@@ -1,8 +1,8 @@
 """The landing zone: every received file kept as received, addressed by its sha256.
 
-`land_file` copies bytes into `<landing>/<sha[:2]>/<sha><suffix>` (write to a temp name, then an
-atomic rename) and records the delivery in the manifest (`raw.landed_files`, `raw.file_receipts`)
-in one transaction. The same bytes delivered again, by any collector, add a receipt and nothing
+`land_file` copies bytes into `<landing>/<sha[:2]>/<sha><suffix>` (hashed while written to a
+temp name, then an atomic rename) and records the delivery in the manifest (`raw.landed_files`,
+`raw.file_receipts`) in one transaction. The same bytes delivered again, by any collector, add a receipt and nothing
 else: they are loaded once.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from warehouse.store import RAW_SCHEMA, Warehouse
 
@@ -39,25 +40,49 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+class FileChanged(RuntimeError):
+    """The file changed while it was being copied; nothing was landed (the next poll takes it)."""
+
+
 def land_file(warehouse: Warehouse, landing_dir: Path, path: Path, *, source: str, collector: str,
               original_name: str | None = None) -> Landed:
     """Keep `path` in the landing zone and register its delivery; idempotent per content."""
-    original_name = original_name or path.name
-    file_id = sha256_of(path)
-    suffix = "".join(Path(original_name).suffixes[-2:]).lower()
-    target = landing_dir / file_id[:2] / f"{file_id}{suffix}"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-        try:
-            with os.fdopen(fd, "wb") as out, path.open("rb") as src:
-                shutil.copyfileobj(src, out, _CHUNK)
+    with path.open("rb") as src:
+        return land_stream(warehouse, landing_dir, src, source=source, collector=collector,
+                           original_name=original_name or path.name)
+
+
+def land_stream(warehouse: Warehouse, landing_dir: Path, src: BinaryIO, *, source: str, collector: str,
+                original_name: str, unchanged: Callable[[], bool] | None = None) -> Landed:
+    """Land what `src` holds: copied once, hashed on the way, so the name always matches the bytes.
+
+    `unchanged`, if given, is asked after the copy: False means the file changed meanwhile, and
+    FileChanged is raised with nothing landed or registered.
+    """
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=landing_dir, prefix=".incoming-")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+            if unchanged is not None and not unchanged():
+                raise FileChanged(f"{original_name} changed while it was copied")
+            file_id = digest.hexdigest()
+            suffix = "".join(Path(original_name).suffixes[-2:]).lower()
+            target = landing_dir / file_id[:2] / f"{file_id}{suffix}"
+            if not target.exists():
                 out.flush()
                 os.fsync(out.fileno())
+        if target.exists():
+            Path(tmp).unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     size = target.stat().st_size
     now = datetime.now(UTC)
     with warehouse.transaction() as tx:

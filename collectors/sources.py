@@ -98,12 +98,14 @@ class ApiSettings:
 
 
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30  # a dropped file larger than this is refused (moved to <inbox>/refused/)
+DEFAULT_SETTLE_SECONDS = 2.0  # an inbox file modified more recently is watched this long before it is taken
 
 
 @dataclass(frozen=True)
 class UploadSettings:
     inbox: Path | None = None  # this source's own inbox folder (default: the configured inbox)
     max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # largest file accepted, as delivered (compressed or not)
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS  # a file must not change this long to be collected
 
 
 Connection = SftpSettings | ApiSettings | UploadSettings
@@ -473,5 +475,9 @@ def _pagination(section: _Section) -> Pagination:
 def _upload(conn: _Section, base_dir: Path) -> UploadSettings | None:
     if not conn.data:
         return None
+    settle_seconds = conn.get("settle_seconds", float, DEFAULT_SETTLE_SECONDS)
+    if not 0 <= settle_seconds <= 600:
+        raise conn.fail("settle_seconds", f"must be between 0 and 600 (seconds a file must not change), "
+                                          f"got {settle_seconds}")
     return UploadSettings(inbox=conn.path("inbox", base_dir),
-                          max_bytes=conn.count("max_bytes", DEFAULT_MAX_UPLOAD_BYTES))
+                          max_bytes=conn.count("max_bytes", DEFAULT_MAX_UPLOAD_BYTES), settle_seconds=settle_seconds)

@@ -1,9 +1,15 @@
 """The upload inbox: a folder where a person drops usage files.
 
-Each visible file is landed (see `landing.py`) and then moved to `<inbox>/processed/`, so the
-next poll does not see it again. Files whose names start with '.' or end in '.part'/'.tmp' are
-still being written and are left alone. A file larger than the source's `max_bytes` is not
-landed: it is moved to `<inbox>/refused/` beside a `.reason.txt` saying why, so nothing is lost.
+Each regular file is landed (see `landing.py`) once it has stopped changing, then moved to
+`<inbox>/processed/`, so the next poll does not see it again. Files whose names start with '.' or
+end in '.part'/'.tmp' are still being written and are left alone. A file modified less than
+`settle_seconds` ago is watched until it is that old (one bounded wait per poll): if it changed
+meanwhile, or while it was copied, it stays in the inbox for the next poll, and the caller is told.
+
+Nothing in an inbox is followed or opened unless it is a regular file: a symbolic link, a FIFO, a
+device or a socket is moved (the entry itself, never what it points to) to `<inbox>/refused/`
+beside a `.reason.txt` saying why, and so is a file larger than the source's `max_bytes`; nothing
+is lost and the caller is told (`on_refused`).
 
 `deliver` is what `billing upload FILE --source NAME` does: it copies a file into an inbox under a
 sanitized name (never a path outside the inbox), as `.part` first so a poll never sees half a file.
@@ -11,16 +17,22 @@ sanitized name (never a path outside the inbox), as `.part` first so a poll neve
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shutil
+import stat
+import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from warehouse.store import Warehouse
 
-from .landing import Landed, land_file
-from .sources import DEFAULT_MAX_UPLOAD_BYTES
+from .landing import FileChanged, Landed, land_stream
+from .sources import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SETTLE_SECONDS
+
+log = logging.getLogger(__name__)
 
 PROCESSED = "processed"
 REFUSED = "refused"
@@ -73,33 +85,151 @@ def deliver(file: Path, inbox: Path, *, max_bytes: int = DEFAULT_MAX_UPLOAD_BYTE
 
 
 def pending_files(inbox: Path) -> list[Path]:
+    """What waits in the inbox: visible entries, not in progress, not folders.
+
+    Links and special files are included (by their own type, never followed), so that collecting
+    refuses and reports them rather than leaving them unexplained.
+    """
     if not inbox.is_dir():
         return []
-    return sorted(
-        p for p in inbox.iterdir()
-        if p.is_file() and not p.name.startswith(".") and not p.name.endswith(IN_PROGRESS_SUFFIXES)
-    )
+    waiting = []
+    for path in inbox.iterdir():
+        if path.name.startswith(".") or path.name.endswith(IN_PROGRESS_SUFFIXES) or path.name in (PROCESSED, REFUSED):
+            continue
+        try:
+            if stat.S_ISDIR(path.lstat().st_mode):
+                continue
+        except FileNotFoundError:  # taken away between the listing and the lstat
+            continue
+        waiting.append(path)
+    return sorted(waiting)
+
+
+Notice = Callable[[Path, str], None]
 
 
 def collect_inbox(warehouse: Warehouse, inbox: Path, landing_dir: Path, *, source: str = "upload",
-                  max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-                  on_refused: Callable[[Path, str], None] | None = None) -> Iterator[Landed]:
-    """Land every file waiting in the inbox, yielding each as it is stored."""
+                  max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, settle_seconds: float = DEFAULT_SETTLE_SECONDS,
+                  on_refused: Notice | None = None, on_waiting: Notice | None = None,
+                  sleep: Callable[[float], None] = time.sleep) -> Iterator[Landed]:
+    """Land every settled regular file waiting in the inbox, yielding each as it is stored.
+
+    `on_refused(kept, why)`: an entry was set aside in `refused/`. `on_waiting(path, why)`: a file is
+    still changing and stays in the inbox for the next poll.
+    """
+    candidates = []
     for path in pending_files(inbox):
-        reason = too_large(path.stat().st_size, max_bytes)
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        reason = not_a_file(st) or too_large(st.st_size, max_bytes)
         if reason:
-            kept = _free_name(inbox / REFUSED / path.name)
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(kept)
-            kept.with_name(kept.name + ".reason.txt").write_text(f"{path.name}: {reason}\n")
+            kept = _set_aside(inbox, path, reason)
             if on_refused:
                 on_refused(kept, reason)
             continue
-        landed = land_file(warehouse, landing_dir, path, source=source, collector="upload")
-        done = inbox / PROCESSED
-        done.mkdir(parents=True, exist_ok=True)
-        path.replace(_free_name(done / path.name))
+        candidates.append((path, st))
+    for path, st in _settled(candidates, settle_seconds, on_waiting, sleep):
+        try:
+            landed = _land(warehouse, landing_dir, path, st, source)
+        except FileChanged as exc:
+            log.info("source %s: %s: %s; next collection", source, path, exc)
+            if on_waiting:
+                on_waiting(path, "changed while it was being collected; left in the inbox for the next collection")
+            continue
+        path.replace(_free_name(_subfolder(inbox, PROCESSED) / path.name))
         yield landed
+
+
+def not_a_file(st: os.stat_result) -> str | None:
+    """Why an inbox entry (its lstat) is not collected, or None for a regular file."""
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return ("is a symbolic link; links in an inbox are never followed (they can point at any file on this "
+                "machine): put the file itself there, e.g. with billing upload FILE")
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    return f"is {kind}, not a file; only regular files are read from an inbox"
+
+
+def _identity(st: os.stat_result) -> tuple[int, ...]:
+    return st.st_mode, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _settled(candidates: list[tuple[Path, os.stat_result]], settle_seconds: float, on_waiting: Notice | None,
+             sleep: Callable[[float], None]) -> list[tuple[Path, os.stat_result]]:
+    """The candidates not modified for `settle_seconds`, waiting at most that long, once, for recent ones."""
+    now = time.time()
+    young = [(path, st) for path, st in candidates if now - st.st_mtime < settle_seconds]
+    if not young:
+        return candidates
+    youngest = min(now - st.st_mtime for _, st in young)
+    sleep(min(settle_seconds, settle_seconds - youngest))  # a future mtime (clock skew) waits the whole interval
+    settled = [(path, st) for path, st in candidates if now - st.st_mtime >= settle_seconds]
+    for path, st in young:
+        try:
+            again = path.lstat()
+        except FileNotFoundError:
+            continue
+        if _identity(again) == _identity(st):
+            settled.append((path, st))
+        else:
+            log.info("%s is still being written (size or mtime changed); next collection", path)
+            if on_waiting:
+                on_waiting(path, f"is still being written (it changed in the last {settle_seconds:g} s); left in "
+                                 "the inbox for the next collection")
+    return sorted(settled, key=lambda item: item[0])
+
+
+def _land(warehouse: Warehouse, landing_dir: Path, path: Path, st: os.stat_result, source: str) -> Landed:
+    """Land the file if it is still the regular file `st` describes, before, during and after the copy."""
+    try:  # O_NOFOLLOW: a link put in its place since the listing is not opened; O_NONBLOCK: nor waited on (FIFO)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise FileChanged(f"cannot be opened as a regular file: {exc.strerror}") from None
+
+    def unchanged() -> bool:
+        try:
+            return _identity(os.fstat(fd)) == _identity(path.lstat()) == _identity(st)
+        except FileNotFoundError:
+            return False
+
+    with os.fdopen(fd, "rb") as src:
+        if not unchanged():
+            raise FileChanged("changed since it was listed")
+        return land_stream(warehouse, landing_dir, src, source=source, collector="upload", original_name=path.name,
+                           unchanged=unchanged)
+
+
+def _set_aside(inbox: Path, path: Path, reason: str) -> Path:
+    """Move the entry itself (a link stays a link) to refused/, with why beside it."""
+    kept = _free_name(_subfolder(inbox, REFUSED) / path.name)
+    path.replace(kept)
+    note = kept.with_name(kept.name + ".reason.txt")
+    n = 2
+    while True:
+        try:  # O_EXCL: never write through something already there (a planted link, say)
+            fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            break
+        except FileExistsError:
+            note = kept.with_name(f"{kept.name}.reason ({n}).txt")
+            n += 1
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"{path.name}: {reason}\n")
+    return kept
+
+
+def _subfolder(inbox: Path, name: str) -> Path:
+    """processed/ or refused/, refused if it is a link: moving files through it could put them anywhere."""
+    folder = inbox / name
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise UploadRefused(f"{folder} is not a folder (a link?); the inbox needs a real folder there, "
+                            "remove or rename what is there")
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 def _free_name(target: Path) -> Path:

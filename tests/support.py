@@ -19,8 +19,9 @@ BILLING_VARIABLES = ("BILLING_CONFIG", "BILLING_CATALOG", "BILLING_ENGINE", "BIL
 
 
 def drop_reference_usage(inbox: Path) -> list[Path]:
-    """Put the reference month's usage files into an inbox, as a person would."""
-    return [Path(shutil.copy(path, inbox / path.name)) for path in sorted((REFERENCE / "usage").iterdir())]
+    """Put the reference month's usage files into an inbox, as a person would (with their own mtimes,
+    so collecting them needs no wait for them to settle)."""
+    return [Path(shutil.copy2(path, inbox / path.name)) for path in sorted((REFERENCE / "usage").iterdir())]
 
 
 @contextmanager

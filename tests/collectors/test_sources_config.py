@@ -47,6 +47,11 @@ def test_no_file_means_only_the_upload_source():
     assert load_sources(None) == {"upload": DEFAULT_UPLOAD_SOURCE}
 
 
+def test_an_upload_source_waits_two_seconds_for_a_fresh_file_unless_told_otherwise():
+    assert parse({"name": "u", "connection": {"inbox": "in"}})["u"].connection.settle_seconds == 2.0
+    assert parse({"name": "u", "connection": {"settle_seconds": 0}})["u"].connection.settle_seconds == 0
+
+
 def test_sftp_source_resolves_relative_paths_and_keeps_format_settings(tmp_path: Path):
     path = tmp_path / "sources.yaml"
     path.write_text(yaml.safe_dump({"sources": [{
@@ -97,6 +102,8 @@ def test_api_source_with_each_pagination_style():
      "connection.pagination.page_param: does not apply to pagination style 'link'"),
     (api_entry(pagination={"style": "page", "page_size": 10}), "connection.pagination.page_size: give page_size"),
     ({**api_entry(), "format": "csv"}, "source 'a': format: api sources land JSON lines"),
+    ({"name": "u", "connection": {"settle_seconds": -1}}, "source 'u': connection.settle_seconds: must be between 0"),
+    ({"name": "u", "connection": {"settle_seconds": 3600}}, "connection.settle_seconds: must be between 0 and 600"),
 ])
 def test_mistakes_name_the_source_and_the_field(entry: dict, message: str):
     entry = {**entry, "connection": {k: v for k, v in entry["connection"].items() if v is not None}} \

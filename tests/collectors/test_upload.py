@@ -1,5 +1,8 @@
 """The upload inbox as a person uses it: `billing upload FILE --source NAME`, safe names, size limits."""
 
+import io
+import os
+import time
 from pathlib import Path
 
 import duckdb
@@ -7,7 +10,9 @@ import pytest
 import yaml
 
 from billing.cli import EXIT_BLOCKED, main
+from collectors.landing import FileChanged, land_stream
 from collectors.upload import UploadRefused, collect_inbox, deliver, safe_name
+from normalize.load import load_pending
 from warehouse.store import Warehouse
 
 
@@ -104,3 +109,110 @@ def test_billing_upload_to_a_named_source_lands_under_that_source(billing_env, t
 def test_upload_of_a_missing_file_is_a_clear_error(billing_env, capsys):
     assert main(["upload", str(Path(billing_env) / "nope.csv")]) == 1
     assert "nope.csv is not a file" in said(capsys)
+
+
+def new_warehouse(tmp_path: Path) -> Warehouse:
+    warehouse = Warehouse(duckdb_path=tmp_path / "w.duckdb")
+    warehouse.ensure_schema()
+    return warehouse
+
+
+def backdate(path: Path, seconds: float = 3600) -> None:
+    """As if the file was last written `seconds` ago (a file dropped earlier, long complete)."""
+    then = time.time() - seconds
+    os.utime(path, (then, then), follow_symlinks=False)
+
+
+def must_not_wait(seconds: float) -> None:
+    raise AssertionError(f"waited {seconds}s for files that settled long ago")
+
+
+def test_a_file_still_being_written_is_left_in_the_inbox_until_it_stops_changing(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    usage = inbox / "usage.csv"
+    rows = [f"e{i},C1,API_CALLS,1,2026-10-01T00:00:00Z\n" for i in range(4000)]
+    usage.write_text(CSV.splitlines(keepends=True)[0] + "".join(rows[:710]))
+    written = 710
+
+    def writer_at_work(seconds: float) -> None:  # while the collector watches the file, its writer goes on
+        nonlocal written
+        with usage.open("a") as out:
+            out.write("".join(rows[written:written + 500]))
+        written += 500
+
+    warehouse, landing = new_warehouse(tmp_path), tmp_path / "landing"
+    waiting = []
+    assert list(collect_inbox(warehouse, inbox, landing, settle_seconds=30, sleep=writer_at_work,
+                              on_waiting=lambda path, why: waiting.append((path, why)))) == []
+    assert waiting == [(usage, waiting[0][1])] and "still being written" in waiting[0][1]
+    assert usage.exists() and not landing.exists()  # nothing landed, nothing moved
+
+    with usage.open("a") as out:  # the writer finishes; a later poll finds it unchanged since
+        out.write("".join(rows[written:]))
+    backdate(usage, 60)
+    [landed] = collect_inbox(warehouse, inbox, landing, settle_seconds=30, sleep=must_not_wait)
+    assert [f.rows_loaded for f in load_pending(warehouse)] == [4000]
+    assert not usage.exists() and (inbox / "processed" / "usage.csv").exists()
+
+
+def test_a_fresh_file_that_holds_still_is_taken_after_one_bounded_wait(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "old.csv").write_text(CSV)
+    backdate(inbox / "old.csv")
+    (inbox / "new.csv").write_text(CSV.replace("e1", "e2"))
+    waits = []
+    landed = list(collect_inbox(new_warehouse(tmp_path), inbox, tmp_path / "landing", settle_seconds=30,
+                                sleep=waits.append))
+    assert sorted(item.original_name for item in landed) == ["new.csv", "old.csv"]
+    assert len(waits) == 1 and 0 < waits[0] <= 30  # one wait per poll, for the fresh file, at most settle_seconds
+
+
+def test_a_file_that_changes_while_it_is_copied_is_not_landed(tmp_path):
+    warehouse, landing = new_warehouse(tmp_path), tmp_path / "landing"
+    with pytest.raises(FileChanged):
+        land_stream(warehouse, landing, io.BytesIO(CSV.encode()), source="upload", collector="upload",
+                    original_name="usage.csv", unchanged=lambda: False)
+    assert not [p for p in landing.rglob("*") if p.is_file()]
+    with warehouse.transaction() as tx:
+        assert tx.fetchall("SELECT count(*) FROM raw.landed_files") == [(0,)]
+
+
+def test_links_and_special_files_in_an_inbox_are_refused_never_read(tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("event_id,customer_id,product_id,quantity,occurred_at\nhunter2,C1,API_CALLS,1,2026-10-01T00:00:00Z\n")
+    (inbox / "usage.csv").symlink_to(secret)
+    (inbox / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    (inbox / "home").symlink_to(tmp_path)  # a link to a folder
+    os.mkfifo(inbox / "pipe.csv")  # opening it would block until someone writes
+    (inbox / "real.csv").write_text(CSV)
+    for entry in inbox.iterdir():
+        backdate(entry)
+    refused = {}
+    landed = list(collect_inbox(new_warehouse(tmp_path), inbox, tmp_path / "landing", sleep=must_not_wait,
+                                on_refused=lambda path, why: refused.setdefault(path.name, why)))
+
+    assert [item.original_name for item in landed] == ["real.csv"]
+    assert sorted(refused) == ["gone.csv", "home", "pipe.csv", "usage.csv"]
+    assert all("symbolic link" in refused[name] and "never followed" in refused[name]
+               for name in ("usage.csv", "gone.csv", "home"))
+    assert "named pipe (FIFO), not a file" in refused["pipe.csv"]
+    assert not any(b"hunter2" in p.read_bytes() for p in (tmp_path / "landing").rglob("*") if p.is_file())
+    kept = inbox / "refused" / "usage.csv"
+    assert kept.is_symlink() and os.readlink(kept) == str(secret)  # the link itself was moved, nothing else
+    assert "hunter2" in secret.read_text()
+    assert "symbolic link" in (inbox / "refused" / "usage.csv.reason.txt").read_text()
+
+
+def test_a_refused_link_is_reported_by_billing_run_with_its_name_and_why(billing_env, tmp_path, capsys):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for billing\n")
+    (billing_env / "inbox" / "usage.csv").symlink_to(secret)
+    main(["run", "--month", "2026-10"])
+    out = said(capsys)
+    assert "refused" in out and "usage.csv: is a symbolic link" in out
+    con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    assert con.execute("SELECT count(*) FROM raw.landed_files").fetchall() == [(0,)]
