@@ -236,7 +236,7 @@ def _free_name(target: Path) -> Path:
     """`target`, or `name (2).csv` ... if a file of that name is already there."""
     n = 2
     candidate = target
-    while candidate.exists():
+    while candidate.exists() or candidate.is_symlink():  # a dangling link is there too
         stem, suffix = _split_suffix(target.name)
         candidate = target.with_name(f"{stem} ({n}){suffix}")
         n += 1

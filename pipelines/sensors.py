@@ -89,7 +89,7 @@ def inbox_listing(inboxes: Sequence[Path]) -> list[tuple[str, str, int, int]]:
     for inbox in inboxes:
         for path in pending_files(inbox):
             try:
-                st = path.stat()
+                st = path.lstat()  # a link is listed as itself (collecting refuses it), never followed
             except FileNotFoundError:  # collected or removed between the listing and the stat
                 continue
             listing.append((str(inbox), path.name, st.st_size, st.st_mtime_ns))

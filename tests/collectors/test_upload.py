@@ -187,6 +187,7 @@ def test_links_and_special_files_in_an_inbox_are_refused_never_read(tmp_path):
     (inbox / "usage.csv").symlink_to(secret)
     (inbox / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
     (inbox / "home").symlink_to(tmp_path)  # a link to a folder
+    (inbox / "loop.csv").symlink_to(inbox / "loop.csv")
     os.mkfifo(inbox / "pipe.csv")  # opening it would block until someone writes
     (inbox / "real.csv").write_text(CSV)
     for entry in inbox.iterdir():
@@ -196,9 +197,9 @@ def test_links_and_special_files_in_an_inbox_are_refused_never_read(tmp_path):
                                 on_refused=lambda path, why: refused.setdefault(path.name, why)))
 
     assert [item.original_name for item in landed] == ["real.csv"]
-    assert sorted(refused) == ["gone.csv", "home", "pipe.csv", "usage.csv"]
+    assert sorted(refused) == ["gone.csv", "home", "loop.csv", "pipe.csv", "usage.csv"]
     assert all("symbolic link" in refused[name] and "never followed" in refused[name]
-               for name in ("usage.csv", "gone.csv", "home"))
+               for name in ("usage.csv", "gone.csv", "home", "loop.csv"))
     assert "named pipe (FIFO), not a file" in refused["pipe.csv"]
     assert not any(b"hunter2" in p.read_bytes() for p in (tmp_path / "landing").rglob("*") if p.is_file())
     kept = inbox / "refused" / "usage.csv"
