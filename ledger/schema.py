@@ -176,8 +176,8 @@ TABLES: dict[str, str] = {
         period VARCHAR NOT NULL,
         finished_at TIMESTAMPTZ NOT NULL,
         catalog_sha256 VARCHAR,
-        data_fingerprint VARCHAR NOT NULL,
-        blocking_findings VARCHAR NOT NULL      -- JSON list of the run's blocking findings
+        blocking_findings VARCHAR NOT NULL,     -- JSON list of the run's blocking findings
+        drafts VARCHAR NOT NULL                 -- JSON {invoice_id: {draft_fingerprint, data_fingerprint}}
     """,
     # Events for webhooks, written in the action's transaction (the outbox pattern).
     "outbox": """

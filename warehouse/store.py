@@ -272,8 +272,11 @@ class Warehouse:
                 conn.close()
 
     def ensure_schema(self) -> None:
+        """Create the raw schema and the ledger's tables where they are missing (never drops anything)."""
+        from ledger.schema import ddl as ledger_ddl
+
         with self.transaction() as tx:
-            for statement in ddl(RAW_SCHEMA, self.dialect):
+            for statement in [*ddl(RAW_SCHEMA, self.dialect), *ledger_ddl()]:
                 tx.execute(statement)
 
 

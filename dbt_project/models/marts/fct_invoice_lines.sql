@@ -1,67 +1,37 @@
 {#-
-  Invoice lines: one per usage rollup (account, product, currency, price segment), plus a
-  minimum-commitment true-up where a contract's minimum is not reached. Each line is rounded
-  once (round_money); the unrounded amount stays beside it.
+  The draft's lines: the period rated as a whole (int_invoice_lines_rated: usage, recurring fees,
+  true-ups, with per-invoice price overrides applied), plus what the ledger adds to a draft:
+  manual charges (rate_level 'manual'), corrections of issued periods within the look-back
+  (line_type 'adjustment', naming the period and invoice they correct), and credit: a balance the
+  account holds is applied up to the subtotal ('credit_applied'), and a negative subtotal is
+  carried forward as credit ('credit_carried'), so no invoice is ever negative.
 -#}
 
-with priced as (
-    select usage_rollup_id, sum(amount_unrounded) as amount_unrounded
-    from {{ ref('int_segment_tiers_priced') }}
+with rated as (
+    select
+        period, line_id, billing_account_id, currency, line_type, product_id, usage_rollup_id,
+        rate_id, rate_level, contract_id, pricing_model, segment_start, segment_end, segment_days,
+        event_count, quantity, included_units, billable_quantity, amount_unrounded, amount,
+        cast(coalesce(product_id, line_type) as varchar) as description,
+        cast(null as varchar) as corrected_period,
+        cast(null as varchar) as corrected_invoice_number
+    from {{ ref('int_invoice_lines_rated') }}
     where period = {{ period_key() }}
-    group by usage_rollup_id
 ),
 
-usage_lines as (
+manual_charges as (
     select
-        s.usage_rollup_id as line_id,
-        s.billing_account_id,
-        s.currency,
-        case when s.aggregation = 'none' then 'recurring' else 'usage' end as line_type,
-        s.product_id,
-        s.usage_rollup_id,
-        s.rate_id,
-        s.rate_level,
-        r.contract_id,
-        r.pricing_model,
-        s.segment_start,
-        s.segment_end,
-        s.segment_days,
-        s.event_count,
-        s.quantity,
-        r.included_units,
-        cast(case when s.quantity > r.included_units then s.quantity - r.included_units else 0 end
-             as {{ quantity_type() }}) as billable_quantity,
-        p.amount_unrounded,
-        {{ round_money('p.amount_unrounded', 'cur.minor_units') }} as amount
-    from {{ ref('int_usage_segments_aggregated') }} as s
-    inner join priced as p on p.usage_rollup_id = s.usage_rollup_id
-    inner join {{ ref('stg_catalog__rates') }} as r on r.rate_id = s.rate_id
-    inner join {{ ref('stg_catalog__currencies') }} as cur on cur.currency = s.currency
-    where s.period = {{ period_key() }}
-),
-
-commitments as (
-    {#- contracts in force on at least one day of the period, with a minimum to reach -#}
-    select ct.contract_id, c.billing_account_id, ct.currency, ct.minimum_commitment
-    from {{ ref('stg_catalog__contracts') }} as ct
-    inner join {{ ref('stg_catalog__customers') }} as c on c.customer_id = ct.customer_id
-    where ct.minimum_commitment is not null
-      and ct.effective_from < {{ period_end_date() }}
-      and (ct.effective_to is null or ct.effective_to > {{ period_start_date() }})
-),
-
-true_ups as (
-    select
-        {{ key_of(["'" ~ period_start()[:7] ~ "'", 'm.billing_account_id', 'm.currency', 'm.contract_id']) }} as line_id,
+        {{ period_key() }} as period,
+        m.manual_line_id as line_id,
         m.billing_account_id,
         m.currency,
-        'minimum_commitment' as line_type,
+        'manual' as line_type,
         cast(null as varchar) as product_id,
         cast(null as varchar) as usage_rollup_id,
-        m.contract_id as rate_id,
-        'contract' as rate_level,
-        m.contract_id,
-        'minimum_commitment' as pricing_model,
+        m.manual_line_id as rate_id,
+        'manual' as rate_level,
+        cast(null as varchar) as contract_id,
+        'manual' as pricing_model,
         {{ period_start_date() }} as segment_start,
         {{ period_end_date() }} as segment_end,
         {{ dbt.datediff(period_start_date(), period_end_date(), 'day') }} as segment_days,
@@ -69,21 +39,121 @@ true_ups as (
         cast(null as {{ quantity_type() }}) as quantity,
         cast(null as {{ quantity_type() }}) as included_units,
         cast(null as {{ quantity_type() }}) as billable_quantity,
-        cast(m.minimum_commitment - coalesce(u.subtotal, 0) as {{ amount_type() }}) as amount_unrounded,
-        cast(m.minimum_commitment - coalesce(u.subtotal, 0) as {{ money_type() }}) as amount
-    from commitments as m
-    left join (
-        select billing_account_id, currency, sum(amount) as subtotal
-        from usage_lines
-        group by billing_account_id, currency
-    ) as u on u.billing_account_id = m.billing_account_id and u.currency = m.currency
-    where coalesce(u.subtotal, 0) < m.minimum_commitment
+        cast(m.amount as {{ amount_type() }}) as amount_unrounded,
+        {{ round_money('m.amount', 'cur.minor_units') }} as amount,
+        m.description,
+        cast(null as varchar) as corrected_period,
+        cast(null as varchar) as corrected_invoice_number
+    from {{ source('ledger', 'manual_lines') }} as m
+    inner join {{ ref('stg_catalog__currencies') }} as cur on cur.currency = m.currency
+    where m.period = {{ period_key() }} and m.kind = 'charge'
+),
+
+adjustments as (
+    select
+        period,
+        line_id,
+        billing_account_id,
+        currency,
+        'adjustment' as line_type,
+        product_id,
+        cast(null as varchar) as usage_rollup_id,
+        corrected_invoice_number as rate_id,
+        'correction' as rate_level,
+        cast(null as varchar) as contract_id,
+        'adjustment' as pricing_model,
+        {{ period_start_date() }} as segment_start,
+        {{ period_end_date() }} as segment_end,
+        {{ dbt.datediff(period_start_date(), period_end_date(), 'day') }} as segment_days,
+        0 as event_count,
+        cast(null as {{ quantity_type() }}) as quantity,
+        cast(null as {{ quantity_type() }}) as included_units,
+        cast(null as {{ quantity_type() }}) as billable_quantity,
+        cast(amount as {{ amount_type() }}) as amount_unrounded,
+        amount,
+        'correction of ' || corrected_period || ' (' || product_key || ', ' || corrected_invoice_number || ')'
+            as description,
+        corrected_period,
+        corrected_invoice_number
+    from {{ ref('int_invoice_corrections') }}
+    where period = {{ period_key() }} and within_lookback
+),
+
+before_credit as (
+    select * from rated
+    union all
+    select * from manual_charges
+    union all
+    select * from adjustments
+),
+
+subtotals as (
+    select billing_account_id, currency, sum(amount) as subtotal
+    from before_credit
+    group by billing_account_id, currency
+),
+
+balances as (
+    select billing_account_id, currency, sum(amount) as balance
+    from {{ source('ledger', 'credit_balance_entries') }}
+    group by billing_account_id, currency
+),
+
+issued_here as (
+    select i.billing_account_id, i.currency
+    from {{ source('ledger', 'invoices') }} as i
+    where i.period = {{ period_key() }}
+      and not exists (select 1 from {{ source('ledger', 'voids') }} as v where v.invoice_number = i.invoice_number)
+),
+
+credits as (
+    select
+        s.billing_account_id,
+        s.currency,
+        case when s.subtotal < 0 then 'credit_carried' else 'credit_applied' end as line_type,
+        case when s.subtotal < 0 then -s.subtotal
+             when b.balance < s.subtotal then -b.balance
+             else -s.subtotal end as amount
+    from subtotals as s
+    left join balances as b on b.billing_account_id = s.billing_account_id and b.currency = s.currency
+    where (s.subtotal < 0 or (s.subtotal > 0 and coalesce(b.balance, 0) > 0))
+      and not exists (select 1 from issued_here as n
+                      where n.billing_account_id = s.billing_account_id and n.currency = s.currency)
+),
+
+credit_lines as (
+    select
+        {{ period_key() }} as period,
+        {{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency', 'line_type']) }} as line_id,
+        billing_account_id,
+        currency,
+        line_type,
+        cast(null as varchar) as product_id,
+        cast(null as varchar) as usage_rollup_id,
+        cast(null as varchar) as rate_id,
+        'credit' as rate_level,
+        cast(null as varchar) as contract_id,
+        line_type as pricing_model,
+        {{ period_start_date() }} as segment_start,
+        {{ period_end_date() }} as segment_end,
+        {{ dbt.datediff(period_start_date(), period_end_date(), 'day') }} as segment_days,
+        0 as event_count,
+        cast(null as {{ quantity_type() }}) as quantity,
+        cast(null as {{ quantity_type() }}) as included_units,
+        cast(null as {{ quantity_type() }}) as billable_quantity,
+        cast(amount as {{ amount_type() }}) as amount_unrounded,
+        amount,
+        case when line_type = 'credit_carried' then 'credit carried forward to the next invoices'
+             else 'credit applied from the account''s balance' end as description,
+        cast(null as varchar) as corrected_period,
+        cast(null as varchar) as corrected_invoice_number
+    from credits
 ),
 
 lines as (
-    select * from usage_lines
+    select * from before_credit
     union all
-    select * from true_ups
+    select * from credit_lines
 )
 
 select
@@ -107,5 +177,8 @@ select
     cast(included_units as {{ quantity_type() }}) as included_units,
     cast(billable_quantity as {{ quantity_type() }}) as billable_quantity,
     cast(amount_unrounded as {{ amount_type() }}) as amount_unrounded,
-    cast(amount as {{ money_type() }}) as amount
+    cast(amount as {{ money_type() }}) as amount,
+    cast(description as varchar) as description,
+    cast(corrected_period as varchar) as corrected_period,
+    cast(corrected_invoice_number as varchar) as corrected_invoice_number
 from lines

@@ -1,6 +1,8 @@
 {#-
   One draft invoice per billing account, currency and period. The total is the sum of the
   rounded lines. An invoice is finalizable only when none of its account's usage is unrated.
+  The ledger says what became of it: `status` is draft, issued or void, with the number and the
+  total as issued (which never change; the draft beside them may, when the period is re-rated).
 -#}
 
 with lines as (
@@ -20,6 +22,26 @@ unrated as (
     from {{ ref('fct_unrated_usage') }}
     where period = {{ period_key() }} and billing_account_id is not null
     group by billing_account_id
+),
+
+issued as (
+    {#- the latest document issued for this draft: a live one wins over a voided one -#}
+    select invoice_id, invoice_number, total as issued_total, is_void
+    from (
+        select
+            i.invoice_id,
+            i.invoice_number,
+            i.total,
+            v.invoice_number is not null as is_void,
+            row_number() over (
+                partition by i.invoice_id
+                order by case when v.invoice_number is null then 0 else 1 end, i.sequence_number desc
+            ) as pick
+        from {{ source('ledger', 'invoices') }} as i
+        left join {{ source('ledger', 'voids') }} as v on v.invoice_number = i.invoice_number
+        where i.period = {{ period_key() }}
+    ) as ranked
+    where pick = 1
 )
 
 select
@@ -34,7 +56,11 @@ select
     cast(l.total as {{ money_type() }}) as total,
     cast(coalesce(u.unrated_count, 0) as bigint) as unrated_usage_count,
     cast(coalesce(u.unrated_count, 0) = 0 as boolean) as is_finalizable,
-    cast('draft' as varchar) as status
+    cast(case when iss.invoice_number is null then 'draft' when iss.is_void then 'void' else 'issued' end
+         as varchar) as status,
+    cast(iss.invoice_number as varchar) as invoice_number,
+    cast(iss.issued_total as {{ money_type() }}) as issued_total
 from lines as l
 inner join {{ ref('stg_catalog__customers') }} as c on c.customer_id = l.billing_account_id
 left join unrated as u on u.billing_account_id = l.billing_account_id
+left join issued as iss on iss.invoice_id = l.invoice_id
