@@ -124,6 +124,7 @@ def bill_month(settings: Settings, month: str, expectations: bool = False) -> li
         runner.rate(settings, period)
     with _stage("check"):
         outcomes = runner.check(settings, warehouse, period, run_id)
+        runner.record_rating_run(settings, warehouse, period, outcomes, run_id)
     suites = None
     if expectations:
         with _stage("expectations (Great Expectations suites)"):

@@ -25,9 +25,13 @@ class Period:
     def days(self) -> int:
         return (self.end - self.start).days
 
-    def dbt_vars(self) -> dict[str, str]:
-        """The window as dbt receives it (`>= period_start and < period_end`)."""
-        return {"period_start": self.start.isoformat(), "period_end": self.end.isoformat()}
+    def dbt_vars(self, lookback_periods: int | None = None) -> dict[str, str | int]:
+        """The window as dbt receives it (`>= period_start and < period_end`), and how many issued
+        periods back a late change is still adjusted (billing.yaml `lookback_periods`)."""
+        found: dict[str, str | int] = {"period_start": self.start.isoformat(), "period_end": self.end.isoformat()}
+        if lookback_periods is not None:
+            found["lookback_periods"] = lookback_periods
+        return found
 
 
 def month_window(month: str | date) -> Period:

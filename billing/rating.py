@@ -49,11 +49,12 @@ def postgres_env(dsn: str) -> dict[str, str]:
     return env
 
 
-def dbt_args(command: str, period: Period, extra: Sequence[str] = ()) -> list[str]:
+def dbt_args(command: str, period: Period, extra: Sequence[str] = (), lookback_periods: int | None = None) -> list[str]:
     """Arguments for one dbt invocation over one period (pure; tested)."""
     import json
 
-    return [command, "--project-dir", str(DBT_PROJECT_DIR), "--vars", json.dumps(period.dbt_vars()), *extra]
+    return [command, "--project-dir", str(DBT_PROJECT_DIR), "--vars", json.dumps(period.dbt_vars(lookback_periods)),
+            *extra]
 
 
 @contextmanager
@@ -80,7 +81,8 @@ def run_dbt(settings: Settings, period: Period, command: str = "build", extra: S
     from dbt.cli.main import dbtRunner
 
     with environment(dbt_env(settings)):
-        result = dbtRunner().invoke(dbt_args(command, period, ["--quiet", *extra]))
+        result = dbtRunner().invoke(dbt_args(command, period, ["--quiet", *extra],
+                                             settings.lifecycle.lookback_periods))
     nodes = []
     for item in (result.result or []) if hasattr(result.result, "__iter__") else []:
         nodes.append({"name": item.node.name, "status": str(item.status), "message": item.message})

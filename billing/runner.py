@@ -161,6 +161,17 @@ def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str 
     return run_checks(warehouse, period, load_catalog(settings.catalog), run_id)
 
 
+def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,
+                      run_id: str | None = None) -> str:
+    """Record the drafts this run produced and its blocking findings: what issuing checks against
+    (ledger/drafts.py). Approvals of drafts that changed lapse, and the action log says why."""
+    from ledger.drafts import file_sha256
+    from ledger.drafts import record_rating_run as record
+
+    with warehouse.transaction() as tx:
+        return record(tx, period.key, outcomes, run_id=run_id, catalog_sha256=file_sha256(settings.catalog))
+
+
 def expectations(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None):
     """Run the Great Expectations suites on the rated period (checks `events_expectations` and
     `invoice_expectations`, as Dagster's asset checks do): each suite's result is kept under

@@ -215,6 +215,14 @@ def load_catalog(path: str | Path) -> Catalog:
             raise r.fail(where, f"unknown rate class '{rcid}' (define it under rate_classes)")
         return rcid
 
+    def require_csm_approval(e: dict, where: str) -> bool:
+        value = e.get("require_csm_approval", False)
+        if not isinstance(value, bool):
+            raise r.fail(where, f"'require_csm_approval: {value}' must be true or false")
+        if value and not e.get("csm"):
+            raise r.fail(where, "require_csm_approval is true but no csm (a person id of the people file) is given")
+        return value
+
     for where, e in r.entries(doc, "customers"):
         cid = unique(cat.customers, r.text(e, "id", where), where, "customer")
         tz = r.text(e, "timezone", where, required=False) or "UTC"
@@ -226,6 +234,7 @@ def load_catalog(path: str | Path) -> Catalog:
             cid, r.text(e, "name", where, required=False) or cid, r.currency(e, "currency", where), tz,
             r.text(e, "bill_to", where, required=False), rate_class_ref(e, where),
             r.day(e, "active_from", where), r.day(e, "active_to", where),
+            r.text(e, "csm", where, required=False), require_csm_approval(e, where),
         )
     for where, e in r.entries(doc, "customers"):
         customer = cat.customers[str(e["id"]).strip()]

@@ -72,6 +72,8 @@ class Customer:
     rate_class_id: str | None = None
     active_from: date | None = None
     active_to: date | None = None
+    csm: str | None = None                # person id (people file) of the customer success manager
+    require_csm_approval: bool = False    # invoices need the CSM's approval too
 
 
 @dataclass(frozen=True)

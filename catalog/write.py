@@ -39,6 +39,7 @@ def catalog_frames(cat: Catalog) -> dict[str, pl.DataFrame]:
     def frame(rows: list[dict], columns: list[str]) -> pl.DataFrame:
         schema = {c: dec.get(c, pl.Date if c.startswith(("effective", "active")) else pl.String) for c in columns}
         schema.update({c: pl.Int64 for c in ("level_rank", "package_size", "tier_number", "minor_units") if c in schema})
+        schema.update({c: pl.Boolean for c in ("require_csm_approval",) if c in schema})
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
 
     return {
@@ -48,9 +49,10 @@ def catalog_frames(cat: Catalog) -> dict[str, pl.DataFrame]:
             "customer_id": c.customer_id, "customer_name": c.name, "currency": c.currency, "timezone": c.timezone,
             "bill_to_customer_id": c.bill_to, "billing_account_id": cat.billing_account(c.customer_id),
             "rate_class_id": c.rate_class_id, "active_from": c.active_from, "active_to": c.active_to,
+            "csm": c.csm, "require_csm_approval": c.require_csm_approval,
         } for c in cat.customers.values()], ["customer_id", "customer_name", "currency", "timezone",
                                              "bill_to_customer_id", "billing_account_id", "rate_class_id",
-                                             "active_from", "active_to"]),
+                                             "active_from", "active_to", "csm", "require_csm_approval"]),
         "catalog_products": frame([{"product_id": p.product_id, "product_name": p.name, "unit": p.unit,
                                     "aggregation": p.aggregation} for p in cat.products.values()],
                                   ["product_id", "product_name", "unit", "aggregation"]),

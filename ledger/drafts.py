@@ -172,12 +172,33 @@ def record_rating_run(tx: Tx, period: str, outcomes, *, run_id: str | None = Non
         run_id = uuid.uuid4().hex  # a retried run records a new row; the latest one counts
     drafts = {d.invoice_id: d for d in load_drafts(tx, period)}
     data = data_fingerprints(tx, period, catalog_sha256)
-    recorded = {i: {"draft_fingerprint": d.fingerprint, "data_fingerprint": data.get(i)} for i, d in drafts.items()}
+    recorded = {i: {"draft_fingerprint": d.fingerprint, "data_fingerprint": data.get(i), "total": str(d.total)}
+                for i, d in drafts.items()}
+    _log_lapsed_approvals(tx, period, latest_rating_run(tx, period), recorded)
     tx.execute("INSERT INTO ledger.rating_runs (run_id, period, finished_at, catalog_sha256, blocking_findings, drafts) "
                "VALUES (?, ?, ?, ?, ?, ?)",
                [run_id, period, datetime.now(UTC), catalog_sha256, json.dumps(blocking_findings(outcomes)),
                 canonical(recorded)])
     return run_id
+
+
+def _log_lapsed_approvals(tx: Tx, period: str, previous: RatingRun | None, now: dict[str, dict]) -> None:
+    """Approvals bind to a draft's content: when a run changes an approved draft, say so in the log."""
+    from . import audit
+
+    approved = tx.fetchall("SELECT DISTINCT invoice_id, billing_account_id, draft_fingerprint FROM ledger.approvals "
+                           "WHERE period = ? AND decision = 'approved'", [period])
+    for invoice_id, account, fingerprint in sorted(approved):
+        before = (previous.drafts.get(invoice_id) if previous else None) or {}
+        after = now.get(invoice_id) or {"draft_fingerprint": None, "total": None}
+        if before.get("draft_fingerprint") != fingerprint or after["draft_fingerprint"] == fingerprint:
+            continue  # not approved as it was, or unchanged
+        why = ("the draft no longer exists" if after["draft_fingerprint"] is None else
+               f"the draft changed (total {before.get('total')} -> {after['total']}): a rerun, late usage, a catalog "
+               "change or a manual charge; it must be approved again")
+        audit.append(tx, action="invoice.approvals_lapsed", actor_id="system", actor_role="system", channel="schedule",
+                     document_type="draft_invoice", document_id=invoice_id, period=period, billing_account_id=account,
+                     reason=why, before=before, after=after)
 
 
 @dataclass

@@ -37,7 +37,7 @@ def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     period = period_of(context.partition_key)
     settings = load_settings()
     with environment(dbt_env(settings)):
-        args = ["build", "--vars", json.dumps(period.dbt_vars())]
+        args = ["build", "--vars", json.dumps(period.dbt_vars(settings.lifecycle.lookback_periods))]
         yield from dbt.cli(args, context=context).stream()
 
 

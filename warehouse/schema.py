@@ -75,7 +75,9 @@ TABLES: dict[str, str] = {
         billing_account_id VARCHAR NOT NULL,    -- bill_to followed to the top
         rate_class_id VARCHAR,
         active_from DATE,
-        active_to DATE
+        active_to DATE,
+        csm VARCHAR,                            -- person id of the customer success manager
+        require_csm_approval BOOLEAN            -- invoices need the CSM's approval too
     """,
     "catalog_products": """
         product_id VARCHAR PRIMARY KEY,
@@ -153,6 +155,9 @@ EVENT_KEY = "hash({source}, {event_id})"  # the SQL expression of a key (DuckDB)
 def ddl(schema: str, dialect: str = "duckdb") -> list[str]:
     statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}"]
     statements += [f"CREATE TABLE IF NOT EXISTS {schema}.{name} ({cols})" for name, cols in TABLES.items()]
+    # columns added after a warehouse may have been created (never dropped, never rewritten)
+    statements += [f"ALTER TABLE {schema}.catalog_customers ADD COLUMN IF NOT EXISTS {column}"
+                   for column in ("csm VARCHAR", "require_csm_approval BOOLEAN")]
     if dialect == "duckdb":
         statements.append(f"CREATE TABLE IF NOT EXISTS {schema}.{EVENT_KEYS} ({EVENT_KEYS_COLUMNS})")
     else:  # PostgreSQL looks ids up through an index (the dedup against history, normalize/load.py)
