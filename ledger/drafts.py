@@ -59,8 +59,8 @@ class Draft:
     total: Decimal
     is_finalizable: bool
     unrated_usage_count: int
-    status: str                      # draft | issued | void (from the ledger, through dbt)
-    invoice_number: str | None
+    status: str = "draft"            # draft | issued | void, from the ledger as it is now
+    invoice_number: str | None = None
     lines: list[DraftLine] = field(default_factory=list)
 
     @property
@@ -95,9 +95,14 @@ def load_drafts(tx: Tx, period: str, *, invoice_id: str | None = None, billing_a
     if billing_account_id:
         where.append("billing_account_id = ?")
         params.append(billing_account_id)
-    rows = tx.fetchall(f"SELECT {', '.join(INVOICE_COLUMNS)} FROM marts.fct_invoices WHERE {' AND '.join(where)} "
+    # status and number from the ledger as it is now (the mart's copy is as of the period's last run)
+    columns = ", ".join(c for c in INVOICE_COLUMNS if c not in ("status", "invoice_number"))
+    rows = tx.fetchall(f"SELECT {columns} FROM marts.fct_invoices WHERE {' AND '.join(where)} "
                        "ORDER BY billing_account_id, currency", params)
-    drafts = [Draft(**dict(zip(INVOICE_COLUMNS, row, strict=True))) for row in rows]
+    drafts = [Draft(**dict(zip([c for c in INVOICE_COLUMNS if c not in ("status", "invoice_number")], row,
+                               strict=True)), status="draft", invoice_number=None) for row in rows]
+    for draft in drafts:
+        draft.status, draft.invoice_number = ledger_status(tx, draft.invoice_id)
     if not with_lines or not drafts:
         return drafts
     by_id = {d.invoice_id: d for d in drafts}
@@ -126,6 +131,17 @@ def load_drafts(tx: Tx, period: str, *, invoice_id: str | None = None, billing_a
 
 _TYPE_ORDER = {"usage": 0, "recurring": 1, "manual": 2, "minimum_commitment": 3, "adjustment": 4,
                "credit_applied": 5, "credit_carried": 6}
+
+
+def ledger_status(tx: Tx, invoice_id: str) -> tuple[str, str | None]:
+    """(issued | void | draft, number): a live issued invoice wins over a voided one."""
+    rows = tx.fetchall("SELECT i.invoice_number, v.invoice_number IS NOT NULL FROM ledger.invoices i LEFT JOIN "
+                       "ledger.voids v ON v.invoice_number = i.invoice_number WHERE i.invoice_id = ? "
+                       "ORDER BY i.sequence_number DESC", [invoice_id])
+    live = [number for number, void in rows if not void]
+    if live:
+        return "issued", live[0]
+    return ("void", rows[0][0]) if rows else ("draft", None)
 
 
 def _line_order(line: DraftLine) -> tuple:

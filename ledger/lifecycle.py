@@ -389,7 +389,7 @@ class Lifecycle:
         overrides = {r[0]: r[1] for r in tx.fetchall(
             "SELECT manual_line_id, unit_price FROM ledger.manual_lines WHERE period = ? AND billing_account_id = ? "
             "AND kind = 'price_override'", [draft.period, draft.billing_account_id])}
-        lines = [_line_snapshot(i, line, overrides) for i, line in enumerate(draft.lines, 1)]
+        lines = [_line_snapshot(i, line, overrides, draft.currency) for i, line in enumerate(draft.lines, 1)]
         recorded = run.drafts.get(draft.invoice_id) or {}
         return {
             "document_type": "invoice", "number": number, "issue_date": issue_date.isoformat(),
@@ -399,8 +399,9 @@ class Lifecycle:
             "buyer": {"billing_account_id": draft.billing_account_id, "name": draft.customer_name},
             "lines": lines,
             "subtotal": _money(sum((Decimal(line["amount"]) for line in lines
-                                    if line["line_type"] not in ("credit_applied", "credit_carried")), Decimal(0))),
-            "total": _money(draft.total),
+                                    if line["line_type"] not in ("credit_applied", "credit_carried")), Decimal(0)),
+                               draft.currency),
+            "total": _money(draft.total, draft.currency),
             "reissue_of": reissue_of, "catalog_sha256": run.catalog_sha256,
             "data_fingerprint": recorded.get("data_fingerprint") or "",
             "draft_fingerprint": draft.fingerprint,
@@ -497,8 +498,8 @@ class Lifecycle:
             if credit_amount <= 0:
                 raise Refused("a credit note credits a positive amount")
             if credit_amount > left:
-                raise Refused(f"line {line_number} of {invoice_number} ({line['description']}) has {_money(left)} "
-                              f"{currency} left to credit; {_money(credit_amount)} is more than that")
+                raise Refused(f"line {line_number} of {invoice_number} ({line['description']}) has {_money(left, currency)} "
+                              f"{currency} left to credit; {_money(credit_amount, currency)} is more than that")
             series, sequence, number = take_number(tx, self.config.credit_note_format, "CN", issue_date)
             snapshot = {
                 "document_type": "credit_note", "number": number, "issue_date": issue_date.isoformat(),
@@ -508,8 +509,8 @@ class Lifecycle:
                 "comment": comment,
                 "lines": [{"line_number": 1, "invoice_line_number": line_number, "description": line["description"],
                            "quantity": None if credit_quantity is None else _plain(credit_quantity),
-                           "amount": _money(credit_amount)}],
-                "total": _money(credit_amount),
+                           "amount": _money(credit_amount, currency)}],
+                "total": _money(credit_amount, currency),
             }
             pdf_sha = self._store_pdf(tx, "credit_note", number, snapshot)
             now = datetime.now(UTC)
@@ -523,13 +524,13 @@ class Lifecycle:
                        "invoice_line_number, quantity, amount) VALUES (?, 1, ?, ?, ?, ?)",
                        [number, invoice_number, line_number, credit_quantity, credit_amount])
             data = {"credit_note_number": number, "invoice_number": invoice_number, "line_number": line_number,
-                    "amount": _money(credit_amount), "currency": currency, "reason_code": reason_code,
+                    "amount": _money(credit_amount, currency), "currency": currency, "reason_code": reason_code,
                     "pdf_sha256": pdf_sha}
             audit.append(tx, action="credit_note.issued", actor_id=person.person_id, actor_role=person.role,
                          channel=self.channel, document_type="credit_note", document_id=number,
                          period=invoice["period"], billing_account_id=invoice["billing_account_id"],
                          reason=f"{reason_code}{': ' + comment if comment else ''}",
-                         before={"line_left": _money(left)}, after=data, now=now)
+                         before={"line_left": _money(left, currency)}, after=data, now=now)
             emit(tx, "credit_note.issued", number, data, now=now)
             return number
 
@@ -552,7 +553,7 @@ def take_number(tx: Tx, fmt: str, prefix: str, issue_date: date) -> tuple[str, i
     return series, sequence, number
 
 
-def _line_snapshot(number: int, line: DraftLine, overrides: dict[str, Decimal]) -> dict[str, Any]:
+def _line_snapshot(number: int, line: DraftLine, overrides: dict[str, Decimal], currency: str) -> dict[str, Any]:
     unit_price = None
     if line.rate_level == "manual" and line.rate_id in overrides:
         unit_price = overrides[line.rate_id]
@@ -563,7 +564,7 @@ def _line_snapshot(number: int, line: DraftLine, overrides: dict[str, Decimal]) 
     return {
         "line_number": number, "line_id": line.line_id, "line_type": line.line_type, "description": line.description,
         "product_id": line.product_id, "quantity": _plain(line.quantity), "unit_price": _plain(unit_price),
-        "amount": _money(line.amount), "rate_level": line.rate_level, "rate_id": line.rate_id,
+        "amount": _money(line.amount, currency), "rate_level": line.rate_level, "rate_id": line.rate_id,
         "segment_start": None if line.segment_start is None else str(line.segment_start),
         "segment_end": None if line.segment_end is None else str(line.segment_end),
         "corrected_period": line.corrected_period, "corrected_invoice_number": line.corrected_invoice_number,
@@ -575,8 +576,9 @@ def _plain(value: Decimal | None) -> str | None:
     return None if value is None else format(Decimal(value).normalize(), "f")
 
 
-def _money(value: Decimal) -> str:
-    return format(Decimal(value), "f")
+def _money(value: Decimal, currency: str) -> str:
+    """An amount as the document shows it: in the currency's minor units (2527.63, JPY 1200, KWD 1.500)."""
+    return format(round_money(Decimal(value), currency), "f")
 
 
 def _decimal(value: str | Decimal, what: str) -> Decimal:

@@ -101,6 +101,7 @@ def invoice_totals(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
 
 
 LINE_KEY = ["billing_account_id", "currency", "line_type", "product_id", "rate_id", "segment_start"]
+RATED_LINE_TYPES = ("usage", "recurring", "minimum_commitment")  # the catalog's lines; the others are the ledger's
 
 
 def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
@@ -115,8 +116,23 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
         return CheckOutcome("misrated_lines", False, True, "no catalog given: cannot re-rate")
     # The re-rater reads raw.events itself, a batch of customers at a time (bounded memory).
     expected = rerate_warehouse(tx, catalog, period).lines
-    actual = tx.frame(f"SELECT line_id, invoice_id, {', '.join(LINE_KEY)}, amount FROM {MARTS}.fct_invoice_lines "
-                      "WHERE period = ?", [period.key])
+    # Lines the ledger made (manual charges, corrections, credit) and usage repriced by a per-invoice
+    # override are not the catalog's to confirm: the re-rater skips them, and the true-ups of invoices
+    # with an override (their subtotal is not the catalog's either).
+    actual = tx.frame(f"SELECT line_id, invoice_id, {', '.join(LINE_KEY)}, amount, rate_level FROM "
+                      f"{MARTS}.fct_invoice_lines WHERE period = ? AND line_type IN "
+                      f"({', '.join(repr(t) for t in RATED_LINE_TYPES)})", [period.key])
+    overridden = actual.filter(pl.col("rate_level") == "manual").select(
+        "billing_account_id", "currency", "product_id", "segment_start")
+    with_override = overridden.select("billing_account_id", "currency").unique()
+    actual = actual.filter(pl.col("rate_level") != "manual").join(
+        with_override.with_columns(pl.lit(True).alias("_override")), on=["billing_account_id", "currency"], how="left")
+    actual = actual.filter(~(pl.col("_override").fill_null(False) & (pl.col("line_type") == "minimum_commitment")))
+    actual = actual.drop("rate_level", "_override")
+    expected = expected.join(overridden, on=["billing_account_id", "currency", "product_id", "segment_start"],
+                             how="anti", nulls_equal=True)
+    expected = expected.join(with_override.with_columns(pl.lit("minimum_commitment").alias("line_type")),
+                             on=["billing_account_id", "currency", "line_type"], how="anti")
     expected = expected.select(*LINE_KEY, pl.col("amount").cast(pl.Decimal(38, 3)).alias("expected_amount"))
     actual = actual.with_columns(pl.col("amount").cast(pl.Decimal(38, 3)))
     joined = actual.join(expected, on=LINE_KEY, how="full", nulls_equal=True, coalesce=True)

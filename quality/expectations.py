@@ -52,8 +52,9 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 CURRENCIES = tuple(sorted(MINOR_UNITS))
 INVOICE_STATUSES = ("draft",)  # issuing and finalization are later lifecycle steps
-LINE_TYPES = ("usage", "recurring", "minimum_commitment")
-RATE_LEVELS = ("account_override", "contract_rate", "rate_class", "product_default", "contract")
+LINE_TYPES = ("usage", "recurring", "minimum_commitment", "manual", "adjustment", "credit_applied", "credit_carried")
+RATE_LEVELS = ("account_override", "contract_rate", "rate_class", "product_default", "contract", "manual", "correction",
+               "credit")
 PRICING_MODELS = ("per_unit", "graduated", "volume", "package", "flat_fee", "minimum_commitment")
 EVENT_COLUMNS = ("source", "event_id", "customer_id", "product_id", "quantity", "occurred_at", "file_id",
                  "row_number", "loaded_at")
