@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import runner, webhooks_cli
+from . import lifecycle_cli, runner, webhooks_cli
 from .config import Settings, load_settings
 from .money import round_money
 from .periods import month_window
@@ -292,9 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     ex_p.add_argument("--limit", type=int, default=20, help="at most this many event ids (default 20)")
     webhooks_cli.add_arguments(sub.add_parser("webhooks", help="deliver the ledger's events to the webhook "
                                                                "endpoints (docs/webhooks.md)"))
+    lifecycle_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
+        handled = lifecycle_cli.dispatch(settings, args)
+        if handled is not None:
+            return handled
         if args.command == "run":
             return run_month(settings, args.month, args.expectations)
         if args.command == "upload":
