@@ -18,17 +18,18 @@ with documents as (
 )
 
 select
-    f.period,
-    f.invoice_id,
-    f.billing_account_id,
-    f.customer_name,
-    f.currency,
-    f.total as draft_total,
-    f.is_finalizable,
-    case when d.invoice_number is null then 'draft' when d.is_void then 'void' else 'issued' end as status,
-    d.invoice_number,
-    d.issue_date,
-    d.issued_total,
-    f.total - d.issued_total as draft_minus_issued
+    cast(f.period as varchar) as period,
+    cast(f.invoice_id as varchar) as invoice_id,
+    cast(f.billing_account_id as varchar) as billing_account_id,
+    cast(f.customer_name as varchar) as customer_name,
+    cast(f.currency as varchar) as currency,
+    cast(f.total as {{ ledger_money_type() }}) as draft_total,
+    cast(f.is_finalizable as boolean) as is_finalizable,
+    cast(case when d.invoice_number is null then 'draft' when d.is_void then 'void' else 'issued' end as varchar)
+        as status,
+    cast(d.invoice_number as varchar) as invoice_number,
+    cast(d.issue_date as date) as issue_date,
+    cast(d.issued_total as {{ ledger_money_type() }}) as issued_total,
+    cast(f.total - d.issued_total as {{ ledger_money_type() }}) as draft_minus_issued
 from {{ ref('fct_invoices') }} as f
 left join documents as d on d.invoice_id = f.invoice_id and d.pick = 1

@@ -6,26 +6,26 @@ with credited as (
 )
 
 select
-    l.invoice_number,
-    i.period,
-    i.billing_account_id,
-    i.currency,
-    l.line_number,
-    l.line_id,
-    l.line_type,
-    l.product_id,
-    l.description,
-    l.quantity,
-    l.unit_price,
-    l.amount,
-    l.rate_level,
-    l.rate_id,
-    l.segment_start,
-    l.segment_end,
-    l.corrected_period,
-    l.corrected_invoice_number,
-    coalesce(c.credited_amount, 0) as credited_amount,
-    l.amount - coalesce(c.credited_amount, 0) as creditable_amount
+    cast(l.invoice_number as varchar) as invoice_number,
+    cast(i.period as varchar) as period,
+    cast(i.billing_account_id as varchar) as billing_account_id,
+    cast(i.currency as varchar) as currency,
+    cast(l.line_number as integer) as line_number,
+    cast(l.line_id as varchar) as line_id,
+    cast(l.line_type as varchar) as line_type,
+    cast(l.product_id as varchar) as product_id,
+    cast(l.description as varchar) as description,
+    cast(l.quantity as {{ ledger_money_type() }}) as quantity,
+    cast(l.unit_price as {{ ledger_money_type() }}) as unit_price,
+    cast(l.amount as {{ ledger_money_type() }}) as amount,
+    cast(l.rate_level as varchar) as rate_level,
+    cast(l.rate_id as varchar) as rate_id,
+    cast(l.segment_start as date) as segment_start,
+    cast(l.segment_end as date) as segment_end,
+    cast(l.corrected_period as varchar) as corrected_period,
+    cast(l.corrected_invoice_number as varchar) as corrected_invoice_number,
+    cast(coalesce(c.credited_amount, 0) as {{ ledger_money_type() }}) as credited_amount,
+    cast(l.amount - coalesce(c.credited_amount, 0) as {{ ledger_money_type() }}) as creditable_amount
 from {{ source('ledger', 'invoice_lines') }} as l
 inner join {{ source('ledger', 'invoices') }} as i on i.invoice_number = l.invoice_number
 left join credited as c on c.invoice_number = l.invoice_number and c.invoice_line_number = l.line_number
