@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,10 +23,14 @@ def run_month(month: str) -> None:
 
 
 @contextmanager
-def reference_lifecycle(home: Path) -> Iterator[Lifecycle]:
-    """October 2026 billed into `home` with the reference people file and approval policy."""
+def reference_lifecycle(home: Path, postgres_dsn: str | None = None) -> Iterator[Lifecycle]:
+    """October 2026 billed into `home` (or the PostgreSQL database `postgres_dsn`) with the
+    reference people file and approval policy."""
     with billing_env(home) as mp:
         mp.setenv("BILLING_CONFIG", str(REFERENCE / "billing.yaml"))
+        if postgres_dsn:
+            mp.setenv("BILLING_ENGINE", "postgres")
+            mp.setenv("BILLING_POSTGRES_DSN", postgres_dsn)
         drop_reference_usage(home / "inbox")
         run_month("2026-10")
         yield Lifecycle(load_settings())
@@ -36,3 +41,39 @@ def late_event(inbox: Path, name: str, account: str, quantity: int, day: str, ev
     row = {"event_id": event_id, "customer_id": account, "product_id": "API_CALLS", "quantity": str(quantity),
            "occurred_at": f"{day}T12:00:00Z"}
     (inbox / name).write_text(json.dumps(row) + "\n", encoding="utf-8")
+
+
+POSTGRES_DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A database of its own on the test server (dropped afterwards), so tests running at the same
+    time never see each other's ledger; yields its DSN. Skips locally without a server, fails in CI."""
+    import psycopg
+    import pytest
+
+    try:
+        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        reason = f"no PostgreSQL server answers at {POSTGRES_DSN.split('@')[-1]} ({str(exc).strip().splitlines()[0]})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    database = f"billing_{name}_{os.getpid()}"
+    with admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.execute(f"CREATE DATABASE {database}")
+        try:
+            yield POSTGRES_DSN.rsplit("/", 1)[0] + "/" + database
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def rows(lifecycle: Lifecycle, sql: str, params=None) -> list[tuple]:
+    """Rows of one statement on the lifecycle's warehouse, whichever engine (`?` placeholders)."""
+    with lifecycle.warehouse.transaction() as tx:
+        if sql.lstrip().upper().startswith(("UPDATE", "DELETE", "INSERT")):
+            tx.execute(sql, params)
+            return []
+        return tx.fetchall(sql, params)

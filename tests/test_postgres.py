@@ -31,7 +31,7 @@ from support import drop_reference_usage
 
 D = Decimal
 DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
-SCHEMAS = ("raw", "staging", "intermediate", "marts")
+SCHEMAS = ("raw", "staging", "intermediate", "marts", "ledger")
 OCTOBER = month_window("2026-10")
 INVOICE_TABLES = ("fct_invoices", "fct_invoice_lines", "fct_invoice_line_tiers", "fct_unrated_usage")
 LOCK_KEY = 0x62696C6C  # pg_advisory_lock key: one run of this test at a time per database
