@@ -238,6 +238,9 @@ def demo(settings: Settings, events: int, customers: int, expectations: bool = F
                ", ".join(f"{check} {who}" for check, who in found),
                "): `billing run` exits 3 on this month, the demo 0. The other planted rows are in "
                "raw.quarantine / raw.duplicates / raw.file_receipts")
+    _print(f"next, the invoice lifecycle (docs/lifecycle.md; people in {home / 'people.yaml'}): "
+           f"billing invoices list --month {month}; billing invoices approve --month {month} --account ACCOUNT "
+           f"--as fiona; billing invoices issue --month {month} --as fiona; billing export --month {month}")
     return 0
 
 

@@ -239,6 +239,9 @@ def _flow(**fields) -> str:
     for key, value in fields.items():
         if value is None:
             continue
+        if isinstance(value, bool):  # a YAML boolean, not the text "true"
+            parts.append(f"{key}: {'true' if value else 'false'}")
+            continue
         text = str(value)
         plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9_/\-]*|\d+|\d{4}-\d{2}-\d{2}", text)
         if not plain or text.lower() in ("true", "false", "null", "yes", "no", "on", "off", "y", "n"):
@@ -343,9 +346,13 @@ def _catalog_yaml(c: _Customers, months: tuple[str, ...], seed: int) -> str:
         "",
         "customers:",
     ]
+    # carl is the CSM of the first two top-level accounts; the first needs his approval of its invoices
+    managed = [i for i in range(n) if c.bill_to[i] is None][:2]
     for i in range(n):
+        csm = "carl" if i in managed else None
         out.append("  - " + _flow(id=c.ids[i], name=c.names[i], currency=c.currency[i], timezone=c.timezone[i],
-                                  bill_to=c.bill_to[i], rate_class=c.rate_class[i]))
+                                  bill_to=c.bill_to[i], rate_class=c.rate_class[i], csm=csm,
+                                  require_csm_approval=True if i == managed[0] else None))
 
     # Contracts on ~25% of the customers (not on child accounts: they bill through their parent).
     out += ["", "contracts:"]
@@ -494,6 +501,7 @@ def generate_demo(out_dir: Path, *, customers: int = 240, events: int = 60_000,
     inbox.mkdir(parents=True, exist_ok=True)
     catalog = out_dir / "catalog.yaml"
     catalog.write_text(_catalog_yaml(c, months, seed), encoding="utf-8")
+    (out_dir / "people.yaml").write_text(DEMO_PEOPLE, encoding="utf-8")  # <home>/people.yaml: the default
 
     per_month = _split(events, 1.0 + 0.06 * np.arange(len(months)))
     plan = {i: max(MIN_PARTS_PER_MONTH, math.ceil(n / MAX_ROWS_PER_FILE)) for i, n in enumerate(per_month)}
@@ -619,6 +627,18 @@ def _apply(frame: pl.DataFrame, inserts: list, name: str) -> tuple[pl.DataFrame,
         found.append(PlantedDefect(kind, name, final, event_id, detail, row["customer_id"][0]))
     pieces.append(frame.slice(previous))
     return pl.concat(pieces), found
+
+
+# The people of the demo's invoice lifecycle (docs/lifecycle.md): who approves, issues and audits.
+DEMO_PEOPLE = """\
+# Made by `billing demo`: the people of the invoice lifecycle (docs/lifecycle.md).
+people:
+  - {id: fiona, name: Fiona Finch, email: fiona@example.com, role: finance}
+  - {id: fay, name: Fay Fernandez, email: fay@example.com, role: finance}
+  - {id: carl, name: Carl Castillo, email: carl@example.com, role: customer_success}
+  - {id: sam, name: Sam Sato, email: sam@example.com, role: sales}
+  - {id: ada, name: Ada Auditor, email: ada@example.com, role: auditor}
+"""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -12,13 +12,15 @@ from collectors.sources import load_sources
 
 from .checks import asset_checks
 from .ingest import DEFAULT_SOURCE, build_landed_files, build_source_asset, catalog, raw_events
+from .ledger import issue_invoices_job, issued_invoices, ledger_tables, rating_run
 from .rating import billing_dbt_models, dbt_resource
 from .sensors import build_collect_job, build_sensors
 
 billing_month_job = dg.define_asset_job(
     "billing_month",
     selection=dg.AssetSelection.all(),
-    description="Collect, normalize, load the catalog, rate and check one billing month.",
+    description="Collect, normalize, load the catalog, rate and check one billing month, then issue what "
+                "may be issued without a person (docs/lifecycle.md).",
 )
 
 # On the 1st of each month at 02:00 UTC, bill the month that just ended.
@@ -34,9 +36,9 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
     collect_job = build_collect_job(names)
     return dg.Definitions(
         assets=[*(build_source_asset(source) for source in configured), build_landed_files(names),
-                catalog, raw_events, billing_dbt_models],
+                catalog, raw_events, billing_dbt_models, *ledger_tables, rating_run, issued_invoices],
         asset_checks=asset_checks,
-        jobs=[billing_month_job, collect_job],
+        jobs=[billing_month_job, collect_job, issue_invoices_job],
         schedules=[month_end_schedule],
         sensors=build_sensors(sources, collect_job),
         resources={"dbt": dbt_resource()},

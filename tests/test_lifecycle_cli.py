@@ -12,7 +12,7 @@ from billing.cli import main
 from ledger.lifecycle import Refused
 
 from lifecycle_support import late_event, reference_lifecycle, run_month
-from support import new_home, query
+from support import REFERENCE, new_home, query
 
 REFUSED = 4
 
@@ -61,3 +61,22 @@ def test_list_show_and_verify(billed, capsys):
     assert "total USD 200.00" in shown and "PDF:" in shown
     assert main(["audit", "verify"]) == 0
     assert "audit log verified" in capsys.readouterr().out
+
+
+def test_the_dagster_issue_job_issues_customers_that_need_no_approval(billed, tmp_path, monkeypatch):
+    import dagster as dg
+    import yaml
+
+    from pipelines.ledger import issued_invoices
+
+    home, _ = billed
+    config = yaml.safe_load((REFERENCE / "billing.yaml").read_text())
+    config.update(catalog=str(REFERENCE / "catalog.yaml"), people=str(REFERENCE / "people.yaml"))
+    config["approval"]["no_approval_customers"] = ["C1"]
+    (tmp_path / "billing.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("BILLING_CONFIG", str(tmp_path / "billing.yaml"))
+    result = dg.materialize([issued_invoices], partition_key="2026-10-01", instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    issued = query(home, "SELECT invoice_number, billing_account_id, issued_by FROM ledger.invoices ORDER BY 1")
+    assert issued == [("INV-2026-000001", "C5", "fiona"), ("INV-2026-000002", "C1", "system")]
+    assert query(home, "SELECT channel FROM ledger.actions WHERE document_id = 'INV-2026-000002'") == [("dagster",)]

@@ -1,0 +1,74 @@
+"""The ledger in the asset graph: its tables as external assets (written by lifecycle actions, read
+by dbt), the month's rating run (the drafts and blocking findings that issuing checks against), and
+the issuing of every issuable draft of the month (docs/lifecycle.md)."""
+
+import dagster as dg
+
+from billing.config import load_settings
+from ledger.schema import TABLES
+
+from .partitions import billing_months, period_of
+
+# Tables dbt reads as the `ledger` source; people write them through the CLI and the review desk.
+LEDGER_SOURCES = ("manual_lines", "invoices", "invoice_lines", "voids", "credit_notes", "credit_note_lines",
+                  "credit_balance_entries")
+
+ledger_tables = [
+    dg.AssetSpec(["ledger", name], group_name="ledger",
+                 description=f"ledger.{name}: written by lifecycle actions (billing invoices ..., the review desk, "
+                             "the issue job) in one transaction each; never rebuilt, updated or deleted.")
+    for name in LEDGER_SOURCES if name in TABLES
+]
+
+
+@dg.asset(
+    key=["ledger", "rating_run"],
+    deps=[dg.AssetKey(["marts", "fct_invoices"]), dg.AssetKey(["marts", "fct_invoice_line_sources"])],
+    partitions_def=billing_months,
+    group_name="ledger",
+    description="The month's checks, and the record issuing reads: every draft's fingerprint and data "
+                "fingerprint and the run's blocking findings (ledger.rating_runs).",
+)
+def rating_run(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from billing import runner
+    from catalog.load import load_catalog
+    from quality.checks import run_checks
+
+    period = period_of(context.partition_key)
+    settings = load_settings()
+    warehouse = settings.warehouse()
+    outcomes = run_checks(warehouse, period, load_catalog(settings.catalog), context.run.run_id)
+    recorded = runner.record_rating_run(settings, warehouse, period, outcomes, context.run.run_id)
+    blocking = [o.name for o in outcomes if o.blocking and not o.passed]
+    return dg.MaterializeResult(metadata={"rating_run_id": recorded, "blocking_checks_failed": ", ".join(blocking)})
+
+
+@dg.asset(
+    key=["ledger", "issued_invoices"],
+    deps=[rating_run],
+    partitions_def=billing_months,
+    group_name="ledger",
+    description="Issues every draft of the month that may be issued now: approved under the policy, or of a "
+                "customer that needs no approval (approval.no_approval_customers), as the 'system' actor.",
+)
+def issued_invoices(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    from ledger.lifecycle import Lifecycle
+
+    period = period_of(context.partition_key)
+    lifecycle = Lifecycle(load_settings(), channel="dagster")
+    issued, left = lifecycle.issue_period("system", period.key)
+    for status in left:
+        context.log.info(f"not issued: {status.draft.billing_account_id} ({status.draft.currency} "
+                         f"{status.draft.total}): {'; '.join(status.needs)}")
+    return dg.MaterializeResult(metadata={
+        "issued": ", ".join(i.invoice_number for i in issued) or "none",
+        "waiting": len(left),
+    })
+
+
+issue_invoices_job = dg.define_asset_job(
+    "issue_invoices",
+    selection=dg.AssetSelection.assets(issued_invoices),
+    partitions_def=billing_months,
+    description="Issue the month's approved invoices (and those of customers that need no approval).",
+)
