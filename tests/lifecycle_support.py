@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,7 +41,10 @@ def late_event(inbox: Path, name: str, account: str, quantity: int, day: str, ev
     """A usage file with one API_CALLS event, dropped into the inbox as a late delivery would be."""
     row = {"event_id": event_id, "customer_id": account, "product_id": "API_CALLS", "quantity": str(quantity),
            "occurred_at": f"{day}T12:00:00Z"}
-    (inbox / name).write_text(json.dumps(row) + "\n", encoding="utf-8")
+    path = inbox / name
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    finished = time.time() - 60  # written a minute ago: the inbox takes only files that stopped changing
+    os.utime(path, (finished, finished))
 
 
 POSTGRES_DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
