@@ -502,8 +502,24 @@ def conflicting_duplicates(tx: Tx, period: Period, catalog: Catalog | None = Non
     return CheckOutcome("conflicting_duplicates", not rows, False, summary, rows)
 
 
+def corrections_outside_lookback(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
+    """Warning: an issued period rated differently now, older than the look-back (`lookback_periods`):
+    its difference is not billed as an adjustment, so finance decides (a credit note, a manual charge)."""
+    rows = _rows(tx, "SELECT billing_account_id, currency, product_key, corrected_period, corrected_invoice_number, "
+                     "amount, periods_back FROM intermediate.int_invoice_corrections WHERE period = ? "
+                     "AND NOT within_lookback ORDER BY billing_account_id, corrected_period, product_key", [period.key])
+    for r in rows:
+        r["detail"] = (f"{r['corrected_invoice_number']} ({r['billing_account_id']}, {r['corrected_period']}) rates "
+                       f"{r['amount']} {r['currency']} differently for {r['product_key']} now, {r['periods_back']} "
+                       "periods back: beyond the look-back, not adjusted; credit or charge it by hand")
+    summary = "no late change beyond the look-back" if not rows else (
+        f"{len(rows)} correction(s) of issued periods beyond the look-back, not billed: "
+        + "; ".join(r["detail"] for r in rows[:3]))
+    return CheckOutcome("corrections_outside_lookback", not rows, False, summary, rows)
+
+
 CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conservation, anomalies, rejected_files,
-          quarantined_rows, conflicting_duplicates)
+          quarantined_rows, conflicting_duplicates, corrections_outside_lookback)
 
 
 def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None,

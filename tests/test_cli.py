@@ -16,7 +16,7 @@ def test_billing_run_bills_the_reference_month(billing_env, capsys):
     assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED == 3
     out = capsys.readouterr().out
     assert "Invoices for 2026-10" in out
-    assert "checks: 8 passed, 1 failed" in out
+    assert "checks: 9 passed, 1 failed" in out
     assert "C999" in out  # the unrated usage check names the customer
     assert "exit status 3: billed, but blocking check(s) failed: unrated_usage" in " ".join(out.split())
     assert "SELECT billing_account_id" in out

@@ -32,7 +32,7 @@ def test_definitions_load_with_the_billing_graph():
 
     assert names(quality_checks) == ["unrated_usage", "missed_customers", "invoice_totals", "misrated_lines",
                                      "conservation", "anomalies", "rejected_files", "quarantined_rows",
-                                     "conflicting_duplicates"]
+                                     "conflicting_duplicates", "corrections_outside_lookback"]
     assert names(expectation_checks) == ["events_expectations", "invoice_expectations"]
     assert names(asset_checks) == names(quality_checks) + names(expectation_checks)
     assert set(names(asset_checks)) <= checks  # with the dbt tests, also asset checks

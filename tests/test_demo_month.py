@@ -90,7 +90,7 @@ def test_the_other_planted_defects_are_accounted_for(demo_run):
 def test_the_demo_prints_the_checks_and_the_findings_count(demo_run):
     _, printed, summary = demo_run
     month = summary.months[-1]
-    assert "checks: 7 passed, 1 failed, 1 with warnings" in printed
+    assert "checks: 8 passed, 1 failed, 1 with warnings" in printed
     assert "check unrated_usage: FAILED" in printed
     assert "check quarantined_rows: WARNING" in printed  # the naive timestamp
     for name in ("missed_customers", "invoice_totals", "misrated_lines", "conservation", "anomalies",

@@ -188,7 +188,7 @@ def test_the_findings_mart_holds_exactly_the_planted_faults(planted):
     assert "october-dogwood.csv" in details["conservation:"] and "rows 2-3" in details["conservation:"]
     assert "CT-F6" in details["missed_customers:F6"]
     # What `billing run` printed: each check failed, naming its fault, and where the findings are.
-    assert "checks: 3 passed, 5 failed, 1 with warnings" in printed
+    assert "checks: 4 passed, 5 failed, 1 with warnings" in printed
     assert "findings: 7 row(s) in marts.quality_findings for 2026-10" in printed
     assert "FROM marts.quality_findings WHERE period = '2026-10'" in printed
     for name in CHECKS[:-1]:
