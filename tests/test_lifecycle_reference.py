@@ -92,10 +92,16 @@ def test_4_issuing_october_numbers_c1_c2_c3_c5_and_leaves_c4(world):
     assert c4.draft.billing_account_id == "C4" and any("unrated usage" in need for need in c4.needs)
     assert rows(lifecycle, "SELECT invoice_number, status FROM marts.fct_invoice_status WHERE period = '2026-10' "
                        "AND billing_account_id = 'C1'") == [("INV-2026-000001", "issued")]
-    # each issued invoice froze its PDF, stored by its sha256
+    # each issued invoice froze its PDF, stored by its sha256; the PDF shows the number, lines and total
+    from pypdf import PdfReader
+
     for number, sha, path in rows(lifecycle, "SELECT i.invoice_number, i.pdf_sha256, d.path FROM ledger.invoices i "
                                          "JOIN ledger.documents d ON d.sha256 = i.pdf_sha256 ORDER BY 1"):
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha, number
+        if number == "INV-2026-000003":
+            text = "\n".join(page.extract_text() for page in PdfReader(path).pages)
+            for shown in ("INV-2026-000003", "Initech", "Onboarding workshop", "300.00", "338.71", "2,238.71"):
+                assert shown in text, shown
     with pytest.raises(Refused, match="already issued as INV-2026-000001"):
         lifecycle.issue("fiona", "2026-10", "C1", issue_date=ISSUE_DAY)
 
