@@ -45,6 +45,7 @@ CHECKS = ("unrated_usage", "missed_customers", "invoice_totals", "misrated_lines
 # Checks of whole files, whose faults are planted in tests/test_cli.py (a rejected file, quarantined rows, a
 # conflicting duplicate): they pass here.
 FILE_CHECKS = ("rejected_files", "quarantined_rows", "conflicting_duplicates")
+LIFECYCLE_CHECKS = ("corrections_outside_lookback",)  # nothing was issued here: tests/test_lifecycle_*.py
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +115,13 @@ def test_the_invoices_are_as_billed_then_tampered(planted):
 
 
 def test_every_check_fails_on_its_planted_fault_only(outcomes):
-    assert set(outcomes) == {*CHECKS, *FILE_CHECKS}
+    assert set(outcomes) == {*CHECKS, *FILE_CHECKS, *LIFECYCLE_CHECKS}
     assert {name: o.passed for name, o in outcomes.items()} == {**dict.fromkeys(CHECKS, False),
-                                                                **dict.fromkeys(FILE_CHECKS, True)}
+                                                                **dict.fromkeys(FILE_CHECKS, True),
+                                                                **dict.fromkeys(LIFECYCLE_CHECKS, True)}
     assert {name: o.blocking for name, o in outcomes.items()} == {
         **dict.fromkeys(CHECKS, True), "anomalies": False, "rejected_files": True, "quarantined_rows": False,
-        "conflicting_duplicates": False}
+        "conflicting_duplicates": False, "corrections_outside_lookback": False}
 
 
 def test_unrated_usage_names_the_unknown_products_usage(outcomes):
