@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .config import Settings
+from .money import round_money
 
 REFUSED = 4
 console = Console(highlight=False, emoji=False)
@@ -125,7 +126,8 @@ def _act(settings: Settings, lifecycle, args) -> int:
     if args.action in ("approve", "reject"):
         act = lifecycle.approve if args.action == "approve" else lifecycle.reject
         status = act(args.actor, args.month, args.account, currency=args.currency, comment=args.comment)
-        _say(f"{args.action[:-1]}ed {args.account} {args.month} ({status.draft.currency} {status.draft.total}): ",
+        _say(f"{args.action[:-1]}ed {args.account} {args.month} ({status.draft.currency} "
+             f"{round_money(status.draft.total, status.draft.currency)}): ",
              ("issuable" if status.issuable else "still needs: " + "; ".join(status.needs), "bold"))
         return 0
     if args.action in ("charge", "override"):
@@ -148,7 +150,7 @@ def _act(settings: Settings, lifecycle, args) -> int:
         _issued(done)
         for status in left:
             _say(("not issued ", "yellow"), f"{status.draft.billing_account_id} ({status.draft.currency} "
-                 f"{status.draft.total}): " + "; ".join(status.needs))
+                 f"{round_money(status.draft.total, status.draft.currency)}): " + "; ".join(status.needs))
         return 0
     if args.action == "void":
         lifecycle.void(args.actor, args.number, args.reason)
@@ -164,7 +166,8 @@ def _issued(done) -> None:
     for issued in done:
         again = f", re-issue of {issued.reissue_of}" if issued.reissue_of else ""
         _say(("issued ", "green"), (issued.invoice_number, "bold"),
-             f" to {issued.billing_account_id}: {issued.currency} {issued.total}{again} (PDF sha256 {issued.pdf_sha256[:12]}…)")
+             f" to {issued.billing_account_id}: {issued.currency} {round_money(issued.total, issued.currency)}{again} "
+             f"(PDF sha256 {issued.pdf_sha256[:12]}…)")
 
 
 def refresh(settings: Settings, month: str) -> None:
@@ -186,7 +189,8 @@ def list_invoices(lifecycle, month: str, account: str | None) -> int:
     for status in lifecycle.status(month, account):
         d = status.draft
         needs = "" if status.state == "issued" else ("ready to issue" if status.issuable else "; ".join(status.needs))
-        table.add_row(Text(d.billing_account_id), d.currency, f"{d.total:,}", status.state, d.invoice_number or "",
+        table.add_row(Text(d.billing_account_id), d.currency, f"{round_money(d.total, d.currency):,}", status.state,
+                      d.invoice_number or "",
                       Text(needs))
     console.print(table)
     return 0

@@ -101,8 +101,14 @@ def load_drafts(tx: Tx, period: str, *, invoice_id: str | None = None, billing_a
                        "ORDER BY billing_account_id, currency", params)
     drafts = [Draft(**dict(zip([c for c in INVOICE_COLUMNS if c not in ("status", "invoice_number")], row,
                                strict=True)), status="draft", invoice_number=None) for row in rows]
+    issued: dict[str, list[tuple[str, bool]]] = {}
+    for invoice_id, number, void in tx.fetchall(
+            "SELECT i.invoice_id, i.invoice_number, v.invoice_number IS NOT NULL FROM ledger.invoices i LEFT JOIN "
+            "ledger.voids v ON v.invoice_number = i.invoice_number WHERE i.period = ? ORDER BY i.sequence_number DESC",
+            [period]):
+        issued.setdefault(invoice_id, []).append((number, void))
     for draft in drafts:
-        draft.status, draft.invoice_number = ledger_status(tx, draft.invoice_id)
+        draft.status, draft.invoice_number = _status_of(issued.get(draft.invoice_id, []))
     if not with_lines or not drafts:
         return drafts
     by_id = {d.invoice_id: d for d in drafts}
@@ -133,11 +139,8 @@ _TYPE_ORDER = {"usage": 0, "recurring": 1, "manual": 2, "minimum_commitment": 3,
                "credit_applied": 5, "credit_carried": 6}
 
 
-def ledger_status(tx: Tx, invoice_id: str) -> tuple[str, str | None]:
-    """(issued | void | draft, number): a live issued invoice wins over a voided one."""
-    rows = tx.fetchall("SELECT i.invoice_number, v.invoice_number IS NOT NULL FROM ledger.invoices i LEFT JOIN "
-                       "ledger.voids v ON v.invoice_number = i.invoice_number WHERE i.invoice_id = ? "
-                       "ORDER BY i.sequence_number DESC", [invoice_id])
+def _status_of(rows: list[tuple[str, bool]]) -> tuple[str, str | None]:
+    """(issued | void | draft, number) from a draft's documents, newest first: a live one wins over a void."""
     live = [number for number, void in rows if not void]
     if live:
         return "issued", live[0]

@@ -21,7 +21,7 @@ from billing.money import minor_units, round_money
 from warehouse.store import Tx, Warehouse
 
 from . import audit
-from .drafts import Draft, DraftLine, latest_rating_run, load_drafts
+from .drafts import Draft, DraftLine, RatingRun, latest_rating_run, load_drafts
 from .outbox import emit
 from .people import Person, load_people
 from .policy import (
@@ -53,6 +53,15 @@ class DraftStatus:
     @property
     def issuable(self) -> bool:
         return self.state in ("draft", "approved", "void") and not self.needs
+
+
+@dataclass
+class _Facts:
+    run: RatingRun | None
+    approvals: dict[str, list[Approval]] = field(default_factory=dict)       # by invoice id, in order
+    makers: dict[tuple[str, str], set[str]] = field(default_factory=dict)    # authors of manual lines
+    terms: dict[str, CustomerTerms] = field(default_factory=dict)            # by customer
+    accounts: dict[str, set[str]] = field(default_factory=dict)              # billing account -> its customers
 
 
 @dataclass
@@ -103,22 +112,27 @@ class Lifecycle:
                            "say which with --currency")
         return drafts[0]
 
+    def facts(self, tx: Tx, period: str) -> _Facts:
+        """What the rules need about a period's drafts, read in a few queries (not a few per draft)."""
+        facts = _Facts(latest_rating_run(tx, period))
+        for row in tx.fetchall("SELECT invoice_id, person_id, role, decision, comment, draft_fingerprint "
+                               "FROM ledger.approvals WHERE period = ? ORDER BY decided_at, approval_id", [period]):
+            facts.approvals.setdefault(row[0], []).append(Approval(*row[1:]))
+        for account, currency, author in tx.fetchall("SELECT DISTINCT billing_account_id, currency, author_id "
+                                                     "FROM ledger.manual_lines WHERE period = ?", [period]):
+            facts.makers.setdefault((account, currency), set()).add(author)
+        for customer, account, csm, required in tx.fetchall(
+                "SELECT customer_id, billing_account_id, csm, require_csm_approval FROM raw.catalog_customers"):
+            facts.terms[customer] = CustomerTerms(customer, csm, bool(required))
+            facts.accounts.setdefault(account, {account}).add(customer)
+        return facts
+
     def terms(self, tx: Tx, account: str) -> CustomerTerms:
-        columns = {r[0] for r in tx.fetchall(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' "
-            "AND table_name = 'catalog_customers'")}
-        if not {"csm", "require_csm_approval"} <= columns:
-            return CustomerTerms(account)
         rows = tx.fetchall("SELECT csm, require_csm_approval FROM raw.catalog_customers WHERE customer_id = ?",
                            [account])
         if not rows:
             return CustomerTerms(account)
         return CustomerTerms(account, rows[0][0], bool(rows[0][1]))
-
-    def approvals(self, tx: Tx, invoice_id: str) -> list[Approval]:
-        rows = tx.fetchall("SELECT person_id, role, decision, comment, draft_fingerprint FROM ledger.approvals "
-                           "WHERE invoice_id = ? ORDER BY decided_at, approval_id", [invoice_id])
-        return [Approval(*row) for row in rows]
 
     def makers(self, tx: Tx, draft: Draft) -> set[str]:
         return {r[0] for r in tx.fetchall(
@@ -127,33 +141,35 @@ class Lifecycle:
 
     def status(self, period: str, account: str | None = None) -> list[DraftStatus]:
         with self.warehouse.transaction() as tx:
-            return [self._status(tx, d) for d in load_drafts(tx, period, billing_account_id=account)]
+            facts = self.facts(tx, period)
+            return [self._status(tx, d, facts) for d in load_drafts(tx, period, billing_account_id=account)]
 
-    def _status(self, tx: Tx, draft: Draft) -> DraftStatus:
-        approvals = self.approvals(tx, draft.invoice_id)
+    def _status(self, tx: Tx, draft: Draft, facts: _Facts | None = None) -> DraftStatus:
+        facts = facts or self.facts(tx, draft.period)
+        approvals = facts.approvals.get(draft.invoice_id, [])
         if draft.status == "issued":
             return DraftStatus(draft, "issued", [f"issued as {draft.invoice_number}"], approvals)
-        needs = self._gate(tx, draft)
-        approval_needs = missing_approvals(self.config.approval, self.terms(tx, draft.billing_account_id),
-                                           draft.total, draft.currency, approvals, draft.fingerprint, self.people,
-                                           self.makers(tx, draft))
+        needs = self._gate(draft, facts)
+        approval_needs = missing_approvals(
+            self.config.approval, facts.terms.get(draft.billing_account_id, CustomerTerms(draft.billing_account_id)),
+            draft.total, draft.currency, approvals, draft.fingerprint, self.people,
+            facts.makers.get((draft.billing_account_id, draft.currency), set()))
         state = "void" if draft.status == "void" else "approved" if not approval_needs else "draft"
         return DraftStatus(draft, state, needs + approval_needs, approvals)
 
-    def _gate(self, tx: Tx, draft: Draft) -> list[str]:
+    def _gate(self, draft: Draft, facts: _Facts) -> list[str]:
         """What stops this draft from being issued, apart from approvals."""
-        needs = []
+        needs, run = [], facts.run
         if not draft.is_finalizable:
             needs.append(f"{draft.unrated_usage_count} unrated usage group(s) of {draft.billing_account_id} "
                          "(marts.fct_unrated_usage): fix the catalog or the usage and run the month again")
-        run = latest_rating_run(tx, draft.period)
         if run is None:
             needs.append(f"no rating run recorded for {draft.period}: run `billing run --month {draft.period}`")
             return needs
         recorded = run.drafts.get(draft.invoice_id)
         if recorded is None or recorded["draft_fingerprint"] != draft.fingerprint:
             needs.append(f"the draft changed since the checks last ran on it: run `billing run --month {draft.period}`")
-        accounts = self._accounts_of(tx, draft.billing_account_id)
+        accounts = facts.accounts.get(draft.billing_account_id, {draft.billing_account_id})
         for finding in run.blocking:
             concerned = finding.get("billing_account_id") or finding.get("customer_id")
             if concerned is None or concerned in accounts:
@@ -162,11 +178,6 @@ class Lifecycle:
         if draft.total < 0:
             needs.append(f"the total is negative ({draft.total}): an invoice is never issued negative")
         return needs
-
-    def _accounts_of(self, tx: Tx, account: str) -> set[str]:
-        """The billing account and every customer billed to it (findings name either)."""
-        rows = tx.fetchall("SELECT customer_id FROM raw.catalog_customers WHERE billing_account_id = ?", [account])
-        return {account, *(r[0] for r in rows)}
 
     # -- approvals --------------------------------------------------------------------------------
     def approve(self, person_id: str, period: str, account: str, currency: str | None = None,

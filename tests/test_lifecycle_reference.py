@@ -161,6 +161,14 @@ def test_8_the_action_log_verifies_and_an_edit_is_found(world, tmp_path):
     assert checked.ok, checked.problems
     actions = [row[0] for row in rows(lifecycle, "SELECT action FROM ledger.actions ORDER BY seq")]
     assert actions.count("invoice.issued") == 5 and "credit_note.issued" in actions and "invoice.voided" in actions
+    # every event went to the outbox in its action's transaction, in order, for the webhooks
+    events = rows(lifecycle, "SELECT event_type, document_number FROM ledger.outbox ORDER BY seq")
+    assert [e for e in events if e[0] != "invoice.approved"] == [
+        ("invoice.issued", "INV-2026-000001"), ("invoice.issued", "INV-2026-000002"),
+        ("invoice.issued", "INV-2026-000003"), ("invoice.issued", "INV-2026-000004"),
+        ("credit_note.issued", "CN-2026-000001"), ("invoice.voided", "INV-2026-000004"),
+        ("invoice.issued", "INV-2026-000005")]
+    assert [e[0] for e in events].count("invoice.approved") == actions.count("invoice.approved") == 7  # C1, C2, C3 twice; C5 once
     rows(lifecycle, "UPDATE ledger.actions SET reason = 'nothing to see' WHERE seq = 2")
     with lifecycle.warehouse.transaction() as tx:
         checked = audit.verify(tx)
