@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 DBT_SOURCES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) dbt_project/dbt_project.yml
 
-.PHONY: setup demo test lint bench dev docs clean
+.PHONY: setup demo test lint bench bench-desk serve dev docs clean
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ lint: setup
 
 bench: setup  ## throughput and memory per stage; EVENTS=10000000 make bench
 	$(BIN)/python -m bench.run --events $${EVENTS:-1000000}
+
+bench-desk: setup  ## how fast the review desk's pages answer on the demo month (after make demo)
+	$(BIN)/python -m bench.desk
+
+serve: setup  ## the review desk on http://127.0.0.1:8000 (README: Review desk)
+	$(BIN)/billing serve
 
 dev: setup  ## the Dagster UI on http://127.0.0.1:3000
 	mkdir -p .dagster_home && DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml

@@ -28,6 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from desk import cli as desk_cli
+
 from . import lifecycle_cli, runner, webhooks_cli
 from .config import Settings, load_settings
 from .money import round_money
@@ -241,6 +243,14 @@ def demo(settings: Settings, events: int, customers: int, expectations: bool = F
     _print(f"next, the invoice lifecycle (docs/lifecycle.md; people in {home / 'people.yaml'}): "
            f"billing invoices list --month {month}; billing invoices approve --month {month} --account ACCOUNT "
            f"--as fiona; billing invoices issue --month {month} --as fiona; billing export --month {month}")
+    from desk.auth import give_passwords
+    from ledger.people import load_people
+
+    passwords = give_passwords(settings.warehouse(), list(load_people(home / "people.yaml")))
+    _print("the review desk (`make serve`, then http://127.0.0.1:8000): sign in with these passwords, shown only "
+           "this once (`billing people set-password PERSON` sets a new one):")
+    for person_id, password in passwords.items():
+        _print(f"  {person_id:<8} {password}")
     return 0
 
 
@@ -296,10 +306,13 @@ def main(argv: list[str] | None = None) -> int:
     webhooks_cli.add_arguments(sub.add_parser("webhooks", help="deliver the ledger's events to the webhook "
                                                                "endpoints (docs/webhooks.md)"))
     lifecycle_cli.add_parsers(sub)
+    desk_cli.add_parsers(sub)
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
         handled = lifecycle_cli.dispatch(settings, args)
+        if handled is None:
+            handled = desk_cli.dispatch(settings, args)
         if handled is not None:
             return handled
         if args.command == "run":

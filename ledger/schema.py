@@ -179,6 +179,33 @@ TABLES: dict[str, str] = {
         blocking_findings VARCHAR NOT NULL,     -- JSON list of the run's blocking findings
         drafts VARCHAR NOT NULL                 -- JSON {invoice_id: {draft_fingerprint, data_fingerprint}}
     """,
+    # Review desk sign-in (desk/auth.py): password hashes, append-only: a person's latest row wins.
+    "credentials": """
+        person_id VARCHAR NOT NULL,
+        password_hash VARCHAR NOT NULL,         -- argon2id, never the password
+        set_at TIMESTAMPTZ NOT NULL
+    """,
+    # Review desk sessions: the cookie holds a random id, this table its sha256; a session ends by a
+    # row in session_ends (sign-out), so a cookie from before sign-out is refused.
+    "sessions": """
+        session_hash VARCHAR PRIMARY KEY,
+        person_id VARCHAR NOT NULL,
+        csrf_token VARCHAR NOT NULL,            -- every form of the session carries it
+        client VARCHAR,                         -- the address it signed in from
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    """,
+    "session_ends": """
+        session_hash VARCHAR NOT NULL,
+        ended_at TIMESTAMPTZ NOT NULL
+    """,
+    # Every sign-in attempt (failed ones slow the next down and lock the person or address out a while).
+    "sign_ins": """
+        person_id VARCHAR NOT NULL,             -- as typed (may be no person of the file)
+        client VARCHAR,
+        succeeded BOOLEAN NOT NULL,
+        attempted_at TIMESTAMPTZ NOT NULL
+    """,
     # Events for webhooks, written in the action's transaction (the outbox pattern).
     "outbox": """
         event_id VARCHAR PRIMARY KEY,           -- also the webhook-id header
