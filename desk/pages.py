@@ -12,7 +12,14 @@ from billing.explain import explain_line, render
 from ledger import audit
 from ledger.lifecycle import DraftStatus, Lifecycle, NotFound
 from ledger.people import Person
-from ledger.policy import Refused, current_decisions, may_add_manual_line, may_approve, require_role
+from ledger.policy import (
+    CustomerTerms,
+    Refused,
+    current_decisions,
+    may_add_manual_line,
+    may_approve,
+    require_role,
+)
 from warehouse.store import Tx
 
 STATES = ("draft", "approved", "issued", "void")
@@ -41,14 +48,15 @@ def _allowed(check) -> bool:
     return True
 
 
-def allowed(lifecycle: Lifecycle, tx: Tx, person: Person, status: DraftStatus) -> Allowed:
+def allowed(lifecycle: Lifecycle, facts, person: Person, status: DraftStatus) -> Allowed:
+    """`facts`: the period's, from `Lifecycle.facts` (terms and makers of every draft)."""
     draft = status.draft
-    terms = lifecycle.terms(tx, draft.billing_account_id)
+    terms = facts.terms.get(draft.billing_account_id, CustomerTerms(draft.billing_account_id))
+    makers = facts.makers.get((draft.billing_account_id, draft.currency), set())
     open_draft = status.state != "issued"
     finance = _allowed(lambda: require_role(person, ("finance",), "issue invoices", lifecycle.people))
     return Allowed(
-        approve=open_draft and _allowed(lambda: may_approve(person, terms, lifecycle.makers(tx, draft),
-                                                             lifecycle.people)),
+        approve=open_draft and _allowed(lambda: may_approve(person, terms, makers, lifecycle.people)),
         manual=open_draft and _allowed(lambda: may_add_manual_line(person, terms, lifecycle.people)),
         issue=open_draft and finance,
         correct=status.state == "issued" and finance,
@@ -124,10 +132,13 @@ class Waiting:
 def waiting_for(lifecycle: Lifecycle, person: Person, open_periods: list[str]) -> list[Waiting]:
     """The drafts this person can approve (not yet approved by them, as they are now) or issue now."""
     found = []
-    statuses = [s for period in open_periods for s in lifecycle.status(period) if s.state != "issued"]
-    with lifecycle.warehouse.transaction() as tx:
-        rights = [allowed(lifecycle, tx, person, s) for s in statuses]
-    for status, can in zip(statuses, rights, strict=True):
+    pairs = []
+    for period in open_periods:
+        statuses = [s for s in lifecycle.status(period) if s.state != "issued"]
+        with lifecycle.warehouse.transaction() as tx:
+            facts = lifecycle.facts(tx, period)
+        pairs += [(s, allowed(lifecycle, facts, person, s)) for s in statuses]
+    for status, can in pairs:
         if can.issue and status.issuable:
             found.append(Waiting(status, "issue"))
         elif can.approve and status.state == "draft":
@@ -217,7 +228,7 @@ def _invoice_view(lifecycle: Lifecycle, tx: Tx, person: Person, status: DraftSta
         "SELECT seq, acted_at, action, actor_id, actor_role, channel, document_id, reason FROM ledger.actions "
         "WHERE period = ? AND billing_account_id = ? ORDER BY seq", [period, account]).iter_rows(named=True))
     current = set(current_decisions(status.approvals, draft.fingerprint))
-    return InvoiceView(status, allowed(lifecycle, tx, person, status), lineage, findings, log, issued,
+    return InvoiceView(status, allowed(lifecycle, lifecycle.facts(tx, period), person, status), lineage, findings, log, issued,
                        issued_lines, credit_notes, current)
 
 
