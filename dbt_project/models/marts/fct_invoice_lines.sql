@@ -12,7 +12,9 @@ with rated as (
         period, line_id, billing_account_id, currency, line_type, product_id, usage_rollup_id,
         rate_id, rate_level, contract_id, pricing_model, segment_start, segment_end, segment_days,
         event_count, quantity, included_units, billable_quantity, amount_unrounded, amount,
-        cast(coalesce(product_id, line_type) as varchar) as description,
+        cast(case when line_type = 'minimum_commitment'
+                  then 'minimum commitment true-up (' || contract_id || ')'
+                  else product_id end as varchar) as description,
         cast(null as varchar) as corrected_period,
         cast(null as varchar) as corrected_invoice_number
     from {{ ref('int_invoice_lines_rated') }}
