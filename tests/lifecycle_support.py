@@ -13,7 +13,7 @@ from billing.cli import main
 from billing.config import load_settings
 from ledger.lifecycle import Lifecycle
 
-from support import REFERENCE, billing_env, drop_reference_usage
+from support import REFERENCE, billing_env, drop_reference_usage, postgres_database  # noqa: F401 (re-exported)
 
 BLOCKED = 3  # `billing run`: billed, but a blocking check failed (the reference month has unrated usage)
 
@@ -45,33 +45,6 @@ def late_event(inbox: Path, name: str, account: str, quantity: int, day: str, ev
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
     finished = time.time() - 60  # written a minute ago: the inbox takes only files that stopped changing
     os.utime(path, (finished, finished))
-
-
-POSTGRES_DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
-
-
-@contextmanager
-def postgres_database(name: str) -> Iterator[str]:
-    """A database of its own on the test server (dropped afterwards), so tests running at the same
-    time never see each other's ledger; yields its DSN. Skips locally without a server, fails in CI."""
-    import psycopg
-    import pytest
-
-    try:
-        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        reason = f"no PostgreSQL server answers at {POSTGRES_DSN.split('@')[-1]} ({str(exc).strip().splitlines()[0]})"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    database = f"billing_{name}_{os.getpid()}"
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        admin.execute(f"CREATE DATABASE {database}")
-        try:
-            yield POSTGRES_DSN.rsplit("/", 1)[0] + "/" + database
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def rows(lifecycle: Lifecycle, sql: str, params=None) -> list[tuple]:

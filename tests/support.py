@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,3 +73,30 @@ def copy_warehouse(warehouse: Path, folder: Path) -> Path:
     """A copy of a DuckDB file that a test may damage, with nothing left in the original's WAL."""
     query(warehouse, "checkpoint")
     return Path(shutil.copy(warehouse, folder / "warehouse.duckdb"))
+
+
+POSTGRES_DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def postgres_database(name: str) -> Iterator[str]:
+    """A database of its own on the shared test server, dropped afterwards, so tests running at the
+    same time never see each other's tables; yields its DSN. Skips locally without a server (saying
+    why), fails when $CI is set."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(POSTGRES_DSN, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        reason = (f"no PostgreSQL server answers at {POSTGRES_DSN.split('@')[-1]} "
+                  f"({str(exc).strip().splitlines()[0]}); start one or set BILLING_TEST_POSTGRES_DSN")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    database = f"billing_{name}_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {database}")
+        try:
+            yield psycopg.conninfo.make_conninfo(POSTGRES_DSN, dbname=database)
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -13,7 +13,7 @@ from ledger.exports import CREDIT_NOTE_COLUMNS, INVOICE_COLUMNS, LINE_COLUMNS, e
 from ledger.schema import ddl
 from warehouse.store import Warehouse
 
-from support import ROOT
+from support import ROOT, postgres_database
 
 PG_DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
 TRICKY = 'Onboarding, "premium" \u2013 Z\u00fcrich \u6771\u4eac\nsecond line'
@@ -186,23 +186,9 @@ def test_columns_are_documented():
 
 @pytest.fixture
 def postgres_warehouse():
-    """A database of this test's own on the shared server (created and dropped here)."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        reason = f"no PostgreSQL server answers for BILLING_TEST_POSTGRES_DSN ({str(exc).strip().splitlines()[0]})"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"billing_exports_{os.getpid()}"
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield Warehouse(postgres_dsn=psycopg.conninfo.make_conninfo(PG_DSN, dbname=name))
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    """A database of this test's own on the shared server (created and dropped)."""
+    with postgres_database("exports") as dsn:
+        yield Warehouse(postgres_dsn=dsn)
 
 
 def test_export_october_on_postgres(postgres_warehouse, tmp_path):

@@ -16,12 +16,13 @@ import os
 import secrets
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from collectors.landing import land_file
 from normalize.load import load_pending
 from warehouse.store import Warehouse
+
+from support import postgres_database
 
 SERVER = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
 HEADER = "event_id,customer_id,product_id,quantity,occurred_at\n"
@@ -35,22 +36,10 @@ def warehouse(request, tmp_path):
         store.ensure_schema()
         yield store
         return
-    try:
-        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        reason = f"no PostgreSQL server answers ({str(exc).strip().splitlines()[0]}); set BILLING_TEST_POSTGRES_DSN"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"billing_cli_{os.getpid()}_{secrets.token_hex(4)}"
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            store = Warehouse(postgres_dsn=psycopg.conninfo.make_conninfo(SERVER, dbname=name))
-            store.ensure_schema()
-            yield store
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with postgres_database("load") as dsn:
+        store = Warehouse(postgres_dsn=dsn)
+        store.ensure_schema()
+        yield store
 
 
 def deliver(warehouse: Warehouse, tmp_path: Path, name: str, text: str):

@@ -27,6 +27,8 @@ from ledger.schema import ddl
 from ledger.webhooks import WebhookConfigError, backoff, dispatch, endpoints_from_config, status
 from warehouse.store import Warehouse
 
+from support import postgres_database
+
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, fixed").decode()
 ENV = {"HOOK_SECRET": SECRET}
@@ -115,28 +117,12 @@ def engine_warehouse(request, tmp_path):
     if request.param == "duckdb":
         yield new_warehouse(tmp_path)
         return
-    import psycopg
-
-    dsn = os.environ.get("BILLING_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-    try:
-        admin = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        reason = f"no PostgreSQL server answers ({str(exc).strip().splitlines()[0]})"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    name = f"billing_webhooks_{os.getpid()}"
-    with admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            warehouse = Warehouse(postgres_dsn=psycopg.conninfo.make_conninfo(dsn, dbname=name))
-            with warehouse.transaction() as tx:
-                for statement in ddl():
-                    tx.execute(statement)
-            yield warehouse
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with postgres_database("webhooks") as dsn:
+        warehouse = Warehouse(postgres_dsn=dsn)
+        with warehouse.transaction() as tx:
+            for statement in ddl():
+                tx.execute(statement)
+        yield warehouse
 
 
 def add_events(warehouse: Warehouse, count: int, first_seq: int = 1) -> list[str]:
