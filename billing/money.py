@@ -1,12 +1,60 @@
-"""Money rules, written once: ISO 4217 minor units and rounding half away from zero.
+"""Money rules, written once: ISO 4217 minor units, rounding half away from zero, and the sizes
+of every decimal the warehouse keeps.
 
 The dbt macro `round_money` implements the same rule in SQL; `tests/test_money.py` holds both
-to the same examples.
+to the same examples. The SQL types (warehouse/schema.py, dbt_project/macros/money.sql) are these
+sizes; `tests/test_money.py` holds them to each other.
 """
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal, localcontext
+
+
+@dataclass(frozen=True)
+class Digits:
+    """The size of a kept decimal: at most `integer` digits before the point and `fraction` after."""
+
+    integer: int
+    fraction: int
+
+    @property
+    def precision(self) -> int:
+        return self.integer + self.fraction
+
+    @property
+    def sql(self) -> str:
+        return f"DECIMAL({self.precision}, {self.fraction})"
+
+    @property
+    def largest(self) -> Decimal:
+        """The largest value kept: 9,999,999,999.999999999 for Digits(10, 9)."""
+        return Decimal(10) ** self.integer - Decimal(1).scaleb(-self.fraction)
+
+    def describe(self) -> str:
+        return f"at most {self.integer} digits before the decimal point and {self.fraction} after"
+
+    def problem(self, value: Decimal) -> str | None:
+        """Why `value` cannot be kept exactly at this size, or None when it can."""
+        if not value.is_finite():
+            return "is not a finite number"
+        if abs(value) > self.largest:
+            return f"is too large (the limit: {self.describe()}, i.e. {self.largest:f})"
+        with localcontext(Context(prec=2 * 38)):  # wide enough that quantize itself cannot round
+            if value != value.quantize(Decimal(1).scaleb(-self.fraction), rounding=ROUND_DOWN):
+                return f"has more than {self.fraction} decimal places (the limit: {self.describe()})"
+        return None
+
+
+# The accepted sizes, in one place. Every intermediate result must stay exact within 38 digits on
+# every engine, including Spark, whose DECIMAL(p1, s1) x DECIMAL(p2, s2) is DECIMAL(p1 + p2 + 1,
+# s1 + s2) and silently drops places beyond 38 (and whose additions need one digit more than the
+# wider operand). So QUANTITY.precision + PRICE.precision + 1 <= 38, and AMOUNT leaves that one digit.
+QUANTITY = Digits(10, 9)  # an event's quantity, a line's aggregated quantity, included units, tier bounds
+PRICE = Digits(6, 12)  # a unit price (per unit, tier) and a package price: at least 12 places, as Stripe keeps
+FEE = Digits(15, 12)  # a flat fee (model or tier) and a minimum commitment: multiplied by days only
+AMOUNT = Digits(QUANTITY.integer + PRICE.integer, QUANTITY.fraction + PRICE.fraction)  # exact, unrounded
 
 # ISO 4217 minor units. Currencies not listed default to 2 only if the catalog says so;
 # an unknown code is refused by the catalog loader rather than guessed.
@@ -32,6 +80,11 @@ MINOR_UNITS: dict[str, int] = {
         ).split()
     },
 }
+
+
+# A rounded amount: as many places as the widest ISO 4217 minor unit (4: CLF, UYW), so one
+# SQL type holds every currency's amounts.
+MONEY = Digits(38 - max(MINOR_UNITS.values()), max(MINOR_UNITS.values()))
 
 
 def minor_units(currency: str) -> int:

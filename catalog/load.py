@@ -6,6 +6,8 @@ Validation is all-or-nothing: `load_catalog` either returns a complete `Catalog`
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -13,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from billing.money import MINOR_UNITS
+from billing.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 
 from .model import (
     AGGREGATIONS,
@@ -28,6 +30,44 @@ from .model import (
     RateClass,
     Tier,
 )
+
+
+# What each kind of entry may hold (docs/catalog.md). Any other key is refused, naming the nearest
+# known one: a misspelt key (`included` for `included_units`) must never be ignored silently.
+SECTIONS = ("products", "rate_classes", "customers", "contracts", "account_products")
+PRICE_FIELDS = {  # the fields of a price besides `model`, per model
+    "per_unit": ("unit_price", "included_units"),
+    "graduated": ("tiers", "included_units"),
+    "volume": ("tiers", "included_units"),
+    "package": ("package_size", "package_price", "included_units"),
+    "flat_fee": ("amount",),
+}
+PRICE_KEYS = ("model", *sorted({f for fields in PRICE_FIELDS.values() for f in fields}))
+_OWN_RANGE = ("id", "effective_from", "effective_to")
+KEYS: dict[str, tuple[str, ...]] = {
+    "products": ("code", "name", "unit", "aggregation", "prices"),
+    "products.prices": ("currency", *_OWN_RANGE, *PRICE_KEYS),
+    "rate_classes": ("id", "name", "currency", "prices"),
+    "rate_classes.prices": ("product", *_OWN_RANGE, *PRICE_KEYS),
+    "customers": ("id", "name", "currency", "timezone", "bill_to", "rate_class", "active_from", "active_to",
+                  "csm", "require_csm_approval"),
+    "contracts": ("id", "customer", "currency", "rate_class", "effective_from", "effective_to",
+                  "minimum_commitment", "rates"),
+    "contracts.rates": ("product", *_OWN_RANGE, *PRICE_KEYS),
+    "account_products": ("customer", "product", *_OWN_RANGE, "currency", *PRICE_KEYS),
+    "tiers": ("up_to", "unit_price", "flat_fee"),
+}
+_KIND_NAMES = {"products": "a product", "products.prices": "a product's price", "rate_classes": "a rate class",
+               "rate_classes.prices": "a rate class's price", "customers": "a customer", "contracts": "a contract",
+               "contracts.rates": "a contract's rate", "account_products": "an account product", "tiers": "a tier"}
+
+
+def unknown_key(key: object, known: Iterable[str], what: str) -> str:
+    """'unknown key ...' with the nearest known key (difflib) and the list of known ones."""
+    known = sorted(known)
+    nearest = difflib.get_close_matches(str(key), known, n=1, cutoff=0)
+    return (f"unknown key '{key}' in {what}; the nearest known key is '{nearest[0]}' "
+            f"(known keys: {', '.join(known)}; docs/catalog.md)")
 
 
 class CatalogError(ValueError):
@@ -53,7 +93,8 @@ class _Reader:
             return None
         return str(value).strip()
 
-    def decimal(self, entry: dict, key: str, where: str, *, required: bool = True, allow_negative=False):
+    def decimal(self, entry: dict, key: str, where: str, digits: Digits, *, required: bool = True):
+        """A non-negative decimal that `digits` keeps exactly (billing/money.py), else a CatalogError."""
         value = entry.get(key)
         if value is None:
             if required:
@@ -68,8 +109,11 @@ class _Reader:
             raise self.fail(where, f"'{key}' must be a decimal number, got {value!r}") from None
         if not number.is_finite():
             raise self.fail(where, f"'{key}' must be a finite number, got {value!r}")
-        if number < 0 and not allow_negative:
+        if number < 0:
             raise self.fail(where, f"'{key}' must not be negative, got {value}")
+        if (problem := digits.problem(number)) is not None:
+            # Stored, it would be rounded or overflow: refuse it rather than bill another number.
+            raise self.fail(where, f"'{key}: {value}' {problem}")
         return number
 
     def day(self, entry: dict, key: str, where: str, *, required: bool = False) -> date | None:
@@ -93,37 +137,51 @@ class _Reader:
             raise self.fail(where, f"'{key}: {code}' is not an ISO 4217 currency code (e.g. USD, EUR, JPY)")
         return code
 
-    def entries(self, doc: dict, section: str) -> list[tuple[str, dict]]:
+    def only(self, entry: dict, kind: str, where: str) -> None:
+        """Refuse a key that entries of this kind (KEYS) do not have."""
+        for key in entry:
+            if key not in KEYS[kind]:
+                raise self.fail(where, unknown_key(key, KEYS[kind], _KIND_NAMES[kind]))
+
+    def entries(self, doc: dict, section: str, kind: str | None = None, within: str = "") -> list[tuple[str, dict]]:
+        """The entries of a list section, each checked for unknown keys (KEYS[kind], default: section);
+        `within` is the containing entry's place (`products[0]`), for the messages."""
+        section_where = f"{within}.{section}" if within else section
         items = doc.get(section) or []
         if not isinstance(items, list):
-            raise self.fail(section, "must be a list of entries")
+            raise self.fail(section_where, "must be a list of entries")
         out = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
-                raise self.fail(f"{section}[{i}]", "must be a mapping of fields")
-            out.append((f"{section}[{i}]", item))
+                raise self.fail(f"{section_where}[{i}]", "must be a mapping of fields")
+            self.only(item, kind or section, f"{section_where}[{i}]")
+            out.append((f"{section_where}[{i}]", item))
         return out
 
     def price(self, entry: dict, where: str) -> Price:
         model = self.text(entry, "model", where)
         if model not in MODELS:
             raise self.fail(where, f"'model: {model}' is not one of {', '.join(MODELS)}")
-        included = self.decimal(entry, "included_units", where, required=False) or Decimal(0)
+        for key in entry:
+            if key in PRICE_KEYS and key != "model" and key not in PRICE_FIELDS[model]:
+                raise self.fail(where, f"'{key}' is not a field of a {model} price, which takes "
+                                       f"{', '.join(('model', *PRICE_FIELDS[model]))}")
+        included = self.decimal(entry, "included_units", where, QUANTITY, required=False) or Decimal(0)
         if model == "per_unit":
-            return Price(model, tiers=(Tier(None, self.decimal(entry, "unit_price", where)),), included_units=included)
+            return Price(model, tiers=(Tier(None, self.decimal(entry, "unit_price", where, PRICE)),), included_units=included)
         if model in ("graduated", "volume"):
             return Price(model, tiers=self.tiers(entry, where), included_units=included)
         if model == "package":
-            size = self.decimal(entry, "package_size", where)
+            size = self.decimal(entry, "package_size", where, QUANTITY)
             if size != size.to_integral_value() or size <= 0:
                 raise self.fail(where, f"'package_size' must be a whole number of units above 0, got {size}")
             return Price(
                 model,
                 package_size=int(size),
-                package_price=self.decimal(entry, "package_price", where),
+                package_price=self.decimal(entry, "package_price", where, PRICE),
                 included_units=included,
             )
-        return Price(model, flat_amount=self.decimal(entry, "amount", where))
+        return Price(model, flat_amount=self.decimal(entry, "amount", where, FEE))
 
     def tiers(self, entry: dict, where: str) -> tuple[Tier, ...]:
         raw = entry.get("tiers")
@@ -134,7 +192,8 @@ class _Reader:
             tw = f"{where}.tiers[{i}]"
             if not isinstance(tier, dict):
                 raise self.fail(tw, "must be a mapping with up_to and unit_price")
-            up_to = self.decimal(tier, "up_to", tw, required=False)
+            self.only(tier, "tiers", tw)
+            up_to = self.decimal(tier, "up_to", tw, QUANTITY, required=False)
             last = i == len(raw) - 1
             if up_to is None and not last:
                 raise self.fail(tw, "only the last tier may be unbounded (leave out 'up_to' there only)")
@@ -145,8 +204,8 @@ class _Reader:
             tiers.append(
                 Tier(
                     up_to,
-                    self.decimal(tier, "unit_price", tw),
-                    self.decimal(tier, "flat_fee", tw, required=False) or Decimal(0),
+                    self.decimal(tier, "unit_price", tw, PRICE),
+                    self.decimal(tier, "flat_fee", tw, FEE, required=False) or Decimal(0),
                 )
             )
             previous = up_to if up_to is not None else previous
@@ -165,6 +224,9 @@ def load_catalog(path: str | Path) -> Catalog:
     if not isinstance(doc, dict):
         raise CatalogError(path, "file", "must be a mapping with products, customers, ... sections")
     r = _Reader(path)
+    for key in doc:
+        if key not in SECTIONS:
+            raise r.fail("file", unknown_key(key, SECTIONS, "the catalog (its sections)"))
     cat = Catalog()
 
     def unique(table: dict, key: str, where: str, what: str) -> str:
@@ -186,8 +248,7 @@ def load_catalog(path: str | Path) -> Catalog:
             raise r.fail(where, f"'aggregation: {aggregation}' is not one of {', '.join(AGGREGATIONS)}")
         cat.products[pid] = Product(pid, r.text(e, "name", where, required=False) or pid,
                                     r.text(e, "unit", where, required=False) or "unit", aggregation)
-        for j, (pw, pe) in enumerate(r.entries(e, "prices")):
-            pw = f"{where}.{pw}"
+        for j, (pw, pe) in enumerate(r.entries(e, "prices", "products.prices", where)):
             currency = r.currency(pe, "currency", pw)
             add_rate(Rate(pe.get("id") or f"default:{pid}:{currency}:{j + 1}", "product_default", pid, currency,
                           r.price(pe, pw), r.day(pe, "effective_from", pw), r.day(pe, "effective_to", pw)), pw)
@@ -202,8 +263,7 @@ def load_catalog(path: str | Path) -> Catalog:
         rcid = unique(cat.rate_classes, r.text(e, "id", where), where, "rate class")
         currency = r.currency(e, "currency", where)
         cat.rate_classes[rcid] = RateClass(rcid, r.text(e, "name", where, required=False) or rcid, currency)
-        for j, (pw, pe) in enumerate(r.entries(e, "prices")):
-            pw = f"{where}.{pw}"
+        for j, (pw, pe) in enumerate(r.entries(e, "prices", "rate_classes.prices", where)):
             pid = product_ref(pe, pw)
             add_rate(Rate(pe.get("id") or f"rate_class:{rcid}:{pid}:{j + 1}", "rate_class", pid, currency,
                           r.price(pe, pw), r.day(pe, "effective_from", pw), r.day(pe, "effective_to", pw),
@@ -230,12 +290,14 @@ def load_catalog(path: str | Path) -> Catalog:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise r.fail(where, f"'timezone: {tz}' is not an IANA time zone (e.g. UTC, Europe/Budapest)") from None
-        cat.customers[cid] = Customer(
+        cat.customers[cid] = customer = Customer(
             cid, r.text(e, "name", where, required=False) or cid, r.currency(e, "currency", where), tz,
             r.text(e, "bill_to", where, required=False), rate_class_ref(e, where),
             r.day(e, "active_from", where), r.day(e, "active_to", where),
             r.text(e, "csm", where, required=False), require_csm_approval(e, where),
         )
+        if customer.active_from and customer.active_to and customer.active_to <= customer.active_from:
+            raise r.fail(where, "'active_to' must be after 'active_from' (a customer's life is [from, to))")
     for where, e in r.entries(doc, "customers"):
         customer = cat.customers[str(e["id"]).strip()]
         if customer.bill_to is not None and customer.bill_to not in cat.customers:
@@ -257,7 +319,7 @@ def load_catalog(path: str | Path) -> Catalog:
         contract = Contract(
             ctid, cid, r.currency(e, "currency", where, required=False) or cat.customers[cid].currency,
             rate_class_ref(e, where), r.day(e, "effective_from", where, required=True), r.day(e, "effective_to", where),
-            r.decimal(e, "minimum_commitment", where, required=False),
+            r.decimal(e, "minimum_commitment", where, FEE, required=False),
         )
         if contract.effective_to and contract.effective_to <= contract.effective_from:
             raise r.fail(where, "'effective_to' must be after 'effective_from' (ranges are [from, to))")
@@ -265,8 +327,7 @@ def load_catalog(path: str | Path) -> Catalog:
             raise r.fail(where, f"rate class '{contract.rate_class_id}' is priced in "
                          f"{cat.rate_classes[contract.rate_class_id].currency}, the contract in {contract.currency}")
         cat.contracts[ctid] = contract
-        for j, (pw, pe) in enumerate(r.entries(e, "rates")):
-            pw = f"{where}.{pw}"
+        for j, (pw, pe) in enumerate(r.entries(e, "rates", "contracts.rates", where)):
             pid = product_ref(pe, pw)
             add_rate(Rate(pe.get("id") or f"contract:{ctid}:{pid}:{j + 1}", "contract_rate", pid, contract.currency,
                           r.price(pe, pw), r.day(pe, "effective_from", pw) or contract.effective_from,
@@ -279,6 +340,9 @@ def load_catalog(path: str | Path) -> Catalog:
         start = r.day(e, "effective_from", where, required=True)
         end = r.day(e, "effective_to", where)
         rate_id = None
+        if "model" not in e and (given := [k for k in e if k in PRICE_KEYS or k == "currency"]):
+            raise r.fail(where, f"'{given[0]}' is a field of a price: add 'model' to make this provisioning an "
+                                "account override, or remove it")
         if "model" in e:  # an override price for this account
             rate_id = apid
             add_rate(Rate(rate_id, "account_override", pid,

@@ -70,7 +70,7 @@ class Customer:
     timezone: str = "UTC"
     bill_to: str | None = None
     rate_class_id: str | None = None
-    active_from: date | None = None
+    active_from: date | None = None  # the customer's life: [active_from, active_to), open when None
     active_to: date | None = None
     csm: str | None = None                # person id (people file) of the customer success manager
     require_csm_approval: bool = False    # invoices need the CSM's approval too

@@ -6,13 +6,23 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing.money import MINOR_UNITS
+from billing.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 from warehouse.schema import CATALOG_TABLES
-from warehouse.store import RAW_SCHEMA, Warehouse
+from warehouse.store import RAW_SCHEMA, Tx, Warehouse
 
 from .model import LEVELS, Catalog
 
-DEC = pl.Decimal(38, 9)
+
+def _decimal(digits: Digits) -> pl.Decimal:
+    return pl.Decimal(digits.precision, digits.fraction)
+
+
+# The decimal columns of the catalog tables, at the sizes of warehouse/schema.py (billing/money.py).
+DECIMALS = {
+    **dict.fromkeys(["included_units", "lower_bound", "up_to"], _decimal(QUANTITY)),
+    **dict.fromkeys(["unit_price", "package_price"], _decimal(PRICE)),
+    **dict.fromkeys(["flat_amount", "flat_fee", "minimum_commitment"], _decimal(FEE)),
+}
 
 
 def catalog_frames(cat: Catalog) -> dict[str, pl.DataFrame]:
@@ -33,11 +43,9 @@ def catalog_frames(cat: Catalog) -> dict[str, pl.DataFrame]:
             tiers.append({"rate_id": rate.rate_id, "tier_number": n, "lower_bound": lower, "up_to": tier.up_to,
                           "unit_price": tier.unit_price, "flat_fee": tier.flat_fee})
             lower = tier.up_to if tier.up_to is not None else lower
-    dec = dict.fromkeys(["included_units", "package_price", "flat_amount", "lower_bound", "up_to", "unit_price",
-                         "flat_fee", "minimum_commitment"], DEC)
 
     def frame(rows: list[dict], columns: list[str]) -> pl.DataFrame:
-        schema = {c: dec.get(c, pl.Date if c.startswith(("effective", "active")) else pl.String) for c in columns}
+        schema = {c: DECIMALS.get(c, pl.Date if c.startswith(("effective", "active")) else pl.String) for c in columns}
         schema.update({c: pl.Int64 for c in ("level_rank", "package_size", "tier_number", "minor_units") if c in schema})
         schema.update({c: pl.Boolean for c in ("require_csm_approval",) if c in schema})
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -84,7 +92,29 @@ def write_catalog(warehouse: Warehouse, cat: Catalog) -> dict[str, int]:
     assert set(frames) == set(CATALOG_TABLES)
     counts = {}
     with warehouse.transaction() as tx:
-        for name, frame in frames.items():
+        for name in frames:
             tx.execute(f"DELETE FROM {RAW_SCHEMA}.{name}")
+        _widen_old_columns(tx)
+        for name, frame in frames.items():
             counts[name] = tx.insert_frame(f"{RAW_SCHEMA}.{name}", frame)
     return counts
+
+
+def _widen_old_columns(tx: Tx) -> None:
+    """Give the (emptied) catalog tables of a warehouse made by an older version this version's decimal
+    types: a DECIMAL(38, 9) unit price column would round a 12-place price silently on insert."""
+    columns = tx.fetchall(
+        "SELECT table_name, column_name, numeric_precision, numeric_scale FROM information_schema.columns "
+        f"WHERE table_schema = ? AND table_name IN ({', '.join('?' for _ in CATALOG_TABLES)})",
+        [RAW_SCHEMA, *CATALOG_TABLES])
+    for table, column, precision, scale in columns:
+        want = DECIMALS.get(column)
+        if want is None or (precision, scale) == (want.precision, want.scale):
+            continue
+        if tx.dialect == "postgres":  # PostgreSQL will not retype a column a view reads: drop dbt's staging
+            for schema, view in tx.fetchall(  # views on it; the next dbt build makes them again
+                    "SELECT DISTINCT view_schema, view_name FROM information_schema.view_table_usage "
+                    "WHERE table_schema = ? AND table_name = ?", [RAW_SCHEMA, table]):
+                tx.execute(f'DROP VIEW IF EXISTS "{schema}"."{view}"')
+        tx.execute(f"ALTER TABLE {RAW_SCHEMA}.{table} ALTER COLUMN {column} "
+                   f"TYPE DECIMAL({want.precision}, {want.scale})")

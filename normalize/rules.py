@@ -25,11 +25,15 @@ from typing import BinaryIO
 
 import polars as pl
 
+from billing.money import QUANTITY as QUANTITY_DIGITS
 from collectors.sources import EVENT_FIELDS, SourceConfig
 
 NUL = "\x00"  # a text value holding it cannot be stored by PostgreSQL: such a row is quarantined (on every engine)
-SCALE = 9  # decimal places kept for quantities (DECIMAL(38, 9) in the warehouse)
+SCALE = QUANTITY_DIGITS.fraction  # decimal places kept for quantities (billing/money.py)
 QUANTITY = pl.Decimal(38, SCALE)
+# The largest quantity accepted (billing/money.py): beyond it, a line's quantity x price would not
+# stay exact within 38 digits, so the row is quarantined instead.
+_QUANTITY_LIMIT = pl.lit(QUANTITY_DIGITS.largest, dtype=QUANTITY)
 _HAS_ZONE = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"
 _DECIMAL_TEXT = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
 _UTC_SECONDS = "%Y-%m-%dT%H:%M:%SZ"  # a fast exact format for the usual timestamps (see normalize_frame)
@@ -482,6 +486,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig, *, received_at: da
         pl.col("_quantity_ok"),
         pl.col("_too_precise").fill_null(False).not_(),
         quantity >= 0,  # null (out of range) is not fine either
+        quantity <= _QUANTITY_LIMIT,
         pl.col("_has_zone"),
         pl.col("_occurred_at").is_between(bounds.earliest, bounds.latest),  # null (unparsed) is not fine
     ]
@@ -592,6 +597,10 @@ def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.E
         problem("quantity", pl.col("_quantity") != pl.col("_quantity").cast(QUANTITY),
                 pl.lit(f"{q_col} ") + quoted("quantity") + pl.lit(
                     f" times the source's quantity_scale {source.quantity_scale} has more than {SCALE} decimal places")),
+        problem("quantity", pl.col("_quantity") > _QUANTITY_LIMIT,
+                pl.lit(f"{q_col} ") + quoted("quantity") + pl.lit(
+                    f" is above the largest quantity kept, {QUANTITY_DIGITS.largest:f} "
+                    f"({QUANTITY_DIGITS.describe()}; docs/catalog.md)")),
         problem("quantity", pl.col("_quantity") < 0,
                 pl.lit(f"{q_col} ") + quoted("quantity") + pl.lit(" is negative; usage cannot be below zero "
                                                                    "(send corrections as adjustments)")),

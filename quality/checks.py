@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import polars as pl
 
+from billing.money import MONEY
 from billing.periods import Period
 from catalog.model import Catalog
 from normalize.load import CONFLICT_MARK
@@ -133,8 +134,8 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
                              how="anti", nulls_equal=True)
     expected = expected.join(with_override.with_columns(pl.lit("minimum_commitment").alias("line_type")),
                              on=["billing_account_id", "currency", "line_type"], how="anti")
-    expected = expected.select(*LINE_KEY, pl.col("amount").cast(pl.Decimal(38, 3)).alias("expected_amount"))
-    actual = actual.with_columns(pl.col("amount").cast(pl.Decimal(38, 3)))
+    expected = expected.select(*LINE_KEY, pl.col("amount").cast(pl.Decimal(38, MONEY.fraction)).alias("expected_amount"))
+    actual = actual.with_columns(pl.col("amount").cast(pl.Decimal(38, MONEY.fraction)))
     joined = actual.join(expected, on=LINE_KEY, how="full", nulls_equal=True, coalesce=True)
     wrong = joined.filter(pl.col("amount").is_null() | pl.col("expected_amount").is_null()
                           | (pl.col("amount") != pl.col("expected_amount")))

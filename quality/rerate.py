@@ -28,16 +28,18 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing.money import round_money
+from billing.money import AMOUNT, MONEY, round_money
+from billing.money import QUANTITY as QUANTITY_DIGITS
 from billing.periods import Period
 from catalog.model import Catalog, Contract, Rate
 from warehouse.store import RAW_SCHEMA, Tx
 
 from .rerate_pricing import price_segment
 
-QUANTITY = pl.Decimal(38, 9)  # as the warehouse stores quantities
-EXACT = pl.Decimal(38, 18)  # unrounded amounts: quantity (9 places) x price (9 places)
-MONEY = pl.Decimal(38, 4)  # rounded amounts: enough places for every ISO 4217 minor unit
+# Sizes from billing/money.py; 38 digits wide so that sums of a month never overflow here.
+QUANTITY = pl.Decimal(38, QUANTITY_DIGITS.fraction)  # as the warehouse stores quantities
+EXACT = pl.Decimal(38, AMOUNT.fraction)  # unrounded amounts: quantity (9 places) x price (12 places)
+MONEY_TYPE = pl.Decimal(38, MONEY.fraction)  # rounded amounts: places for every ISO 4217 minor unit
 
 EVENT_SCHEMA = {
     "source": pl.String,
@@ -64,7 +66,7 @@ LINE_SCHEMA = {
     "quantity": QUANTITY,
     "billable_quantity": QUANTITY,
     "amount_unrounded": EXACT,
-    "amount": MONEY,
+    "amount": MONEY_TYPE,
 }
 TIER_SCHEMA = {
     **_LINE_KEY,
@@ -86,7 +88,7 @@ INVOICE_SCHEMA = {
     "billing_account_id": pl.String,
     "currency": pl.String,
     "period": pl.String,
-    "total": MONEY,
+    "total": MONEY_TYPE,
     "line_count": pl.Int64,
     "is_finalizable": pl.Boolean,
 }
@@ -387,10 +389,10 @@ def _price_segments(catalog: Catalog, period: Period, days: pl.DataFrame, rated:
 
 
 def _fits(amount: Decimal, seg: dict) -> None:
-    """Refuse to store an amount that Decimal(38, 18) would round: money stays exact or fails."""
-    if amount != amount.quantize(Decimal(1).scaleb(-18)):
+    """Refuse to store an amount that EXACT would round: money stays exact or fails."""
+    if amount != amount.quantize(Decimal(1).scaleb(-AMOUNT.fraction)):
         raise ValueError(f"amount {amount} for {seg['billing_account_id']} {seg['product_id']} "
-                         f"(rate {seg['rate_id']}) has more than 18 decimal places; check the price's digits")
+                         f"(rate {seg['rate_id']}) has more than {AMOUNT.fraction} decimal places; check the price's digits")
 
 
 def _minimum_commitments(catalog: Catalog, period: Period, lines: list[tuple]) -> list[tuple]:

@@ -14,7 +14,7 @@ from decimal import ROUND_DOWN, Context, Decimal, Inexact, localcontext
 
 from catalog.model import Price, Tier
 
-# Wide enough for DECIMAL(38, 9) x DECIMAL(38, 9) without losing a digit.
+# Wide enough for any product of two 38-digit decimals without losing a digit.
 _PRECISION = 100
 # Proration keeps this many decimal places, truncated (the dbt side does the same).
 PRORATION_PLACES = 12

@@ -4,7 +4,12 @@ Plain SQL that DuckDB and PostgreSQL both accept. dbt reads these tables as sour
 (`dbt_project/models/staging/_sources.yml`); nothing else writes them.
 """
 
-MONEY = "DECIMAL(38, 9)"  # quantities and prices: exact decimals, never binary floats
+from billing import money
+
+# Exact decimals, never binary floats, sized by billing/money.py (the one place the limits live).
+QUANTITY = money.QUANTITY.sql  # usage quantities, included units, tier bounds
+UNIT_PRICE = money.PRICE.sql  # unit prices and package prices: 12 decimal places
+FEE_AMOUNT = money.FEE.sql  # flat fees, flat amounts, minimum commitments
 
 TABLES: dict[str, str] = {
     # One row per distinct file content (sha256) that reached the landing zone.
@@ -38,7 +43,7 @@ TABLES: dict[str, str] = {
         event_id VARCHAR NOT NULL,
         customer_id VARCHAR NOT NULL,
         product_id VARCHAR NOT NULL,
-        quantity {MONEY} NOT NULL,
+        quantity {QUANTITY} NOT NULL,
         occurred_at TIMESTAMPTZ NOT NULL,
         file_id VARCHAR NOT NULL,
         row_number BIGINT NOT NULL,             -- 1-based data row in the file
@@ -97,7 +102,7 @@ TABLES: dict[str, str] = {
         rate_class_id VARCHAR,
         effective_from DATE NOT NULL,
         effective_to DATE,
-        minimum_commitment {MONEY}
+        minimum_commitment {FEE_AMOUNT}
     """,
     "catalog_account_products": """
         account_product_id VARCHAR PRIMARY KEY,
@@ -120,18 +125,18 @@ TABLES: dict[str, str] = {
         effective_from DATE,
         effective_to DATE,
         model VARCHAR NOT NULL,
-        included_units {MONEY} NOT NULL,
+        included_units {QUANTITY} NOT NULL,
         package_size BIGINT,
-        package_price {MONEY},
-        flat_amount {MONEY}
+        package_price {UNIT_PRICE},
+        flat_amount {FEE_AMOUNT}
     """,
     "catalog_rate_tiers": f"""
         rate_id VARCHAR NOT NULL,
         tier_number INTEGER NOT NULL,
-        lower_bound {MONEY} NOT NULL,           -- exclusive: the previous tier's up_to (0 for the first)
-        up_to {MONEY},                          -- inclusive; NULL = unbounded
-        unit_price {MONEY} NOT NULL,
-        flat_fee {MONEY} NOT NULL,
+        lower_bound {QUANTITY} NOT NULL,           -- exclusive: the previous tier's up_to (0 for the first)
+        up_to {QUANTITY},                          -- inclusive; NULL = unbounded
+        unit_price {UNIT_PRICE} NOT NULL,
+        flat_fee {FEE_AMOUNT} NOT NULL,
         PRIMARY KEY (rate_id, tier_number)
     """,
 }

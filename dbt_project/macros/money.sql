@@ -1,20 +1,41 @@
 {#
   Money rules in SQL. `round_money` is the one place amounts are rounded: half away from zero,
-  to the currency's minor units (ISO 4217: JPY 0, USD 2, KWD 3). billing/money.py is the same
-  rule in Python; tests hold both to the same examples.
+  to the currency's minor units (ISO 4217: JPY 0, USD 2, KWD 3, CLF 4; raw.catalog_currencies holds
+  billing/money.py's table). billing/money.py is the same rule in Python; tests hold both to the
+  same examples.
+
+  The decimal types are billing/money.py's sizes (tests/test_money.py holds them equal). They are
+  chosen so every intermediate result stays exact within 38 digits on every engine, Spark included:
+  Spark types DECIMAL(p1, s1) x DECIMAL(p2, s2) as DECIMAL(p1 + p2 + 1, s1 + s2) and an addition as
+  one digit wider than its wider operand, and above 38 digits it drops decimal places silently.
+    quantity 19 + price 18 + 1 = 38: quantity x unit price is exact, DECIMAL(38, 21), below 10^16;
+    amount 37: an amount plus a fee (27) or another amount is DECIMAL(38, 21), exact;
+    fee 27 + an integer (Spark: DECIMAL(10, 0)) + 1 = 38: a flat fee x days is exact.
+  Multiply a quantity only by a price (or a count cast to quantity_type), never by an amount.
 #}
 
-{% macro money_type() %}decimal(38, 3){% endmacro %}
-{% macro amount_type() %}decimal(38, 12){% endmacro %}
-{% macro quantity_type() %}decimal(38, 9){% endmacro %}
+{#- usage quantities, included units, tier bounds: 10 digits before the point, 9 after -#}
+{% macro quantity_type() %}decimal(19, 9){% endmacro %}
+{#- unit prices and package prices: 6 digits before the point, 12 after -#}
+{% macro price_type() %}decimal(18, 12){% endmacro %}
+{#- flat fees, flat amounts, minimum commitments: 15 digits before the point, 12 after -#}
+{% macro fee_type() %}decimal(27, 12){% endmacro %}
+{#- exact unrounded amounts: quantity x price, tier sums, prorated fees (21 = 9 + 12 places) -#}
+{% macro amount_type() %}decimal(37, 21){% endmacro %}
+{#- rounded amounts: 4 places, the widest ISO 4217 minor unit (CLF, UYW) -#}
+{% macro money_type() %}decimal(38, 4){% endmacro %}
+{#- sums of quantities that are reported, never priced (unrated usage): as wide as a decimal goes -#}
+{% macro quantity_total_type() %}decimal(38, 9){% endmacro %}
 
 {% macro round_money(amount, minor_units) -%}
-    {#- DuckDB needs a constant precision for round(), so each minor-unit count has its branch. -#}
+    {#- DuckDB needs a constant precision for round(), so each minor-unit count has its branch,
+        up to the widest in billing/money.py (tests/test_money.py checks there is one for each). -#}
     case {{ minor_units }}
         when 0 then cast(round({{ amount }}, 0) as {{ money_type() }})
         when 1 then cast(round({{ amount }}, 1) as {{ money_type() }})
         when 2 then cast(round({{ amount }}, 2) as {{ money_type() }})
         when 3 then cast(round({{ amount }}, 3) as {{ money_type() }})
+        when 4 then cast(round({{ amount }}, 4) as {{ money_type() }})
     end
 {%- endmacro %}
 

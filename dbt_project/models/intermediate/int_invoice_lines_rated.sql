@@ -79,10 +79,13 @@ usage_lines as (
         l.quantity,
         l.included_units,
         l.billable_quantity,
+        {#- quantity_type x price_type: exact on every engine (macros/money.sql) -#}
         case when o.manual_line_id is null then l.amount_unrounded
-             else cast(l.billable_quantity * o.unit_price as {{ amount_type() }}) end as amount_unrounded,
+             else cast(l.billable_quantity * cast(o.unit_price as {{ price_type() }}) as {{ amount_type() }})
+        end as amount_unrounded,
         case when o.manual_line_id is null then l.amount
-             else {{ round_money('l.billable_quantity * o.unit_price', 'cur.minor_units') }} end as amount
+             else {{ round_money('l.billable_quantity * cast(o.unit_price as ' ~ price_type() ~ ')', 'cur.minor_units') }}
+        end as amount
     from rated_lines as l
     inner join {{ ref('stg_catalog__currencies') }} as cur on cur.currency = l.currency
     left join overrides as o
@@ -122,10 +125,12 @@ true_ups as (
         cast(null as {{ quantity_type() }}) as included_units,
         cast(null as {{ quantity_type() }}) as billable_quantity,
         cast(m.minimum_commitment - coalesce(u.subtotal, 0) as {{ amount_type() }}) as amount_unrounded,
-        cast(m.minimum_commitment - coalesce(u.subtotal, 0) as {{ money_type() }}) as amount
+        {#- a commitment may have more places than the currency: rounded once, like every line -#}
+        {{ round_money('m.minimum_commitment - coalesce(u.subtotal, 0)', 'cur.minor_units') }} as amount
     from commitments as m
+    inner join {{ ref('stg_catalog__currencies') }} as cur on cur.currency = m.currency
     left join (
-        select billing_account_id, currency, sum(amount) as subtotal
+        select billing_account_id, currency, cast(sum(amount) as {{ amount_type() }}) as subtotal
         from usage_lines
         group by billing_account_id, currency
     ) as u on u.billing_account_id = m.billing_account_id and u.currency = m.currency

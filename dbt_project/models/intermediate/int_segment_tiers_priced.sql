@@ -58,11 +58,12 @@ tiered_priced as (
         tier_number,
         cast(units as {{ quantity_type() }}) as units,
         unit_price,
-        case
+        cast(case
             when units > 0 or (tier_number = 1 and is_provisioned) then flat_fee
-            else cast(0 as {{ quantity_type() }})
-        end as flat_fee,
-        cast(units * unit_price as {{ amount_type() }}) as usage_amount
+            else 0
+        end as {{ fee_type() }}) as flat_fee,
+        {#- quantity_type x price_type: exact on every engine (macros/money.sql) -#}
+        cast(cast(units as {{ quantity_type() }}) * unit_price as {{ amount_type() }}) as usage_amount
     from tiered
     where units > 0 or tier_number = 1
 ),
@@ -73,9 +74,10 @@ packaged as (
         1 as tier_number,
         billable_quantity as units,
         package_price as unit_price,
-        cast(0 as {{ quantity_type() }}) as flat_fee,
+        cast(0 as {{ fee_type() }}) as flat_fee,
         cast(
-            {{ int_divide('cast(ceil(billable_quantity) as bigint) + package_size - 1', 'package_size') }}
+            cast({{ int_divide('cast(ceil(billable_quantity) as bigint) + package_size - 1', 'package_size') }}
+                 as {{ quantity_type() }})
             * package_price
         as {{ amount_type() }}) as usage_amount
     from segments
@@ -88,8 +90,8 @@ flat as (
         1 as tier_number,
         cast(segment_days as {{ quantity_type() }}) as units,
         flat_amount as unit_price,
-        cast(0 as {{ quantity_type() }}) as flat_fee,
-        {{ divide_exact('flat_amount * segment_days',
+        cast(0 as {{ fee_type() }}) as flat_fee,
+        {{ divide_exact('flat_amount * cast(segment_days as integer)',
                         dbt.datediff(period_start_date(), period_end_date(), 'day')) }} as usage_amount
     from segments
     where pricing_model = 'flat_fee'
@@ -100,7 +102,8 @@ select
     usage_rollup_id,
     cast(tier_number as integer) as tier_number,
     units,
-    unit_price,
+    {#- a unit price, a package price or a flat fee's amount: the fee type holds all three -#}
+    cast(unit_price as {{ fee_type() }}) as unit_price,
     flat_fee,
     cast(usage_amount + flat_fee as {{ amount_type() }}) as amount_unrounded
 from (

@@ -49,7 +49,7 @@ select
     cast(billing_account_id as varchar) as billing_account_id,
     cast(product_id as varchar) as product_id,
     cast(currency as varchar) as currency,
-    cast(quantity as {{ quantity_type() }}) as quantity,
+    cast(quantity as {{ quantity_total_type() }}) as quantity,
     cast(event_count as bigint) as event_count,
     cast(first_usage_date as date) as first_usage_date,
     cast(last_usage_date as date) as last_usage_date,

@@ -5,5 +5,5 @@ select
     rate_class_id,
     effective_from,
     effective_to,
-    cast(minimum_commitment as {{ quantity_type() }}) as minimum_commitment
+    cast(minimum_commitment as {{ fee_type() }}) as minimum_commitment
 from {{ source('raw', 'catalog_contracts') }}

@@ -7,5 +7,7 @@ select
     billing_account_id,
     rate_class_id,
     active_from,
-    active_to
+    active_to,
+    csm,
+    require_csm_approval
 from {{ source('raw', 'catalog_customers') }}

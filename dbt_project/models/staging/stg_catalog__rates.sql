@@ -12,6 +12,6 @@ select
     model as pricing_model,
     cast(included_units as {{ quantity_type() }}) as included_units,
     cast(package_size as bigint) as package_size,
-    cast(package_price as {{ quantity_type() }}) as package_price,
-    cast(flat_amount as {{ quantity_type() }}) as flat_amount
+    cast(package_price as {{ price_type() }}) as package_price,
+    cast(flat_amount as {{ fee_type() }}) as flat_amount
 from {{ source('raw', 'catalog_rates') }}
