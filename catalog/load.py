@@ -31,7 +31,6 @@ from .model import (
     Tier,
 )
 
-
 # What each kind of entry may hold (docs/catalog.md). Any other key is refused, naming the nearest
 # known one: a misspelt key (`included` for `included_units`) must never be ignored silently.
 SECTIONS = ("products", "rate_classes", "customers", "contracts", "account_products")
