@@ -10,6 +10,7 @@ the file names (`warehouse.dsn_env`, default BILLING_POSTGRES_DSN).
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -81,6 +82,85 @@ def load_settings(config_file: str | Path | None = None, env: dict[str, str] | N
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(doc, dict):
             raise ValueError(f"{path}: must be a YAML mapping (see docs/config.md)")
+        _refuse_unknown_keys(doc, path)
+    return _settings(doc, env, path)
+
+
+class _ReadKeys(dict):
+    """A mapping of the config file that notes the keys the loader looks up (and wraps the mappings
+    inside it the same way), so that the keys it never reads can be refused afterwards."""
+
+    def __init__(self, data: dict, where: str):
+        super().__init__(data)
+        self.where = where
+        self.read: set = set()
+        self.taken_whole = False  # iterated: its keys are data (currencies, seller fields), not settings
+
+    def _wrapped(self, key, value):
+        if isinstance(value, dict) and not isinstance(value, _ReadKeys):
+            value = _ReadKeys(value, f"{self.where}.{key}" if self.where else str(key))
+            super().__setitem__(key, value)
+        return value
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return self._wrapped(key, super().__getitem__(key)) if super().__contains__(key) else default
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return self._wrapped(key, super().__getitem__(key))
+
+    def __contains__(self, key) -> bool:
+        self.read.add(key)
+        return super().__contains__(key)
+
+    def items(self):
+        self.taken_whole = True
+        return super().items()
+
+    def keys(self):
+        self.taken_whole = True
+        return super().keys()
+
+    def values(self):
+        self.taken_whole = True
+        return super().values()
+
+    def __iter__(self):
+        self.taken_whole = True
+        return super().__iter__()
+
+    def unknown(self) -> tuple[str, str, list[str]] | None:
+        """(where, key, known keys) of the first key the loader did not read, here or inside."""
+        if self.read and not self.taken_whole:
+            for key in dict.keys(self):
+                if key not in self.read:
+                    return self.where, key, sorted(str(k) for k in self.read)
+        for value in dict.values(self):
+            if isinstance(value, _ReadKeys) and (found := value.unknown()) is not None:
+                return found
+        return None
+
+
+def _refuse_unknown_keys(doc: dict, path: Path) -> None:
+    """Refuse a key of the file that the loader does not read, naming the nearest one it does.
+
+    The known keys are those `_settings` looks up, recorded on a dry run with no environment (so that
+    no variable short-circuits the look-up of the key it overrides): a key the loader reads is known
+    without being listed a second time here."""
+    recorded = _ReadKeys(doc, "")
+    _settings(recorded, {}, path)
+    found = recorded.unknown()
+    if found is not None:
+        where, key, known = found
+        nearest = difflib.get_close_matches(str(key), known, n=1, cutoff=0)
+        raise ValueError(f"{path}: unknown key '{key}' {f'in {where}' if where else 'at the top level'}; the "
+                         f"nearest known key is '{nearest[0]}' (known keys there: {', '.join(known)}; "
+                         "docs/config.md)")
+
+
+def _settings(doc: dict, env: dict[str, str], path: Path | None) -> Settings:
+    """Settings from the file's mapping (`doc`, empty without a file) and the environment."""
     base = path.parent.resolve() if path else Path.cwd()
     home = Path(env.get("BILLING_HOME") or doc.get("home") or "data")
     home = home if home.is_absolute() else base / home

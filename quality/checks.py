@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing.money import MONEY
+from billing.money import MONEY, round_money
 from billing.periods import Period
 from catalog.model import Catalog
 from normalize.load import CONFLICT_MARK
@@ -39,6 +39,17 @@ class CheckOutcome:
 def _rows(tx: Tx, sql: str, params: list) -> list[dict]:
     frame = tx.frame(sql, params)
     return [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+
+
+def _money_text(value: str | None, currency: str | None) -> str | None:
+    """A stored amount (4 places, for every currency) written with its currency's places: 16.5100 -> 16.51."""
+    if value is None or currency is None:
+        return value
+    try:
+        rounded = round_money(Decimal(value), currency)
+    except ValueError:  # a currency the money rules do not know: as stored
+        return value
+    return str(rounded) if rounded == Decimal(value) else value  # never hide a difference
 
 
 def unrated_usage(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
@@ -86,13 +97,15 @@ def missed_customers(tx: Tx, period: Period, catalog: Catalog | None = None) -> 
 def invoice_totals(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
     """Each invoice's total is the sum of its rounded lines."""
     rows = _rows(tx, f"""
-        SELECT i.invoice_id, i.billing_account_id, i.total, SUM(l.amount) AS sum_of_lines
+        SELECT i.invoice_id, i.billing_account_id, i.currency, i.total, SUM(l.amount) AS sum_of_lines
         FROM {MARTS}.fct_invoices i LEFT JOIN {MARTS}.fct_invoice_lines l
           ON l.invoice_id = i.invoice_id AND l.period = i.period
         WHERE i.period = ?
-        GROUP BY i.invoice_id, i.billing_account_id, i.total
+        GROUP BY i.invoice_id, i.billing_account_id, i.currency, i.total
         HAVING SUM(l.amount) IS NULL OR SUM(l.amount) <> i.total""", [period.key])
     for r in rows:
+        r["total"], r["sum_of_lines"] = _money_text(r["total"], r["currency"]), _money_text(r["sum_of_lines"],
+                                                                                          r["currency"])
         r["detail"] = (f"invoice {r['invoice_id']} of {r['billing_account_id']}: total {r['total']}, its lines sum "
                        f"to {r['sum_of_lines'] if r['sum_of_lines'] is not None else 'nothing (no lines)'}")
     summary = "every total equals the sum of its lines" if not rows else (
@@ -142,6 +155,8 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     wrong = wrong.sort(["billing_account_id", "currency", "product_id", "segment_start", "rate_id"], nulls_last=True)
     rows = [{k: (str(v) if v is not None else None) for k, v in row.items()} for row in wrong.iter_rows(named=True)]
     for r in rows:
+        r["amount"], r["expected_amount"] = (_money_text(r["amount"], r["currency"]),
+                                             _money_text(r["expected_amount"], r["currency"]))
         what = f"{r['billing_account_id']} {r['product_id'] or r['line_type']} ({r['currency']}, rate {r['rate_id']}, " \
                f"from {r['segment_start']})"
         if r["line_id"] is None:

@@ -57,7 +57,7 @@ def test_misrated_check_names_exactly_the_altered_line(billing_env):
     misrated = outcomes["misrated_lines"]
     assert not misrated.passed
     assert [(f["billing_account_id"], f["product_id"], f["amount"], f["expected_amount"])
-            for f in misrated.findings] == [("C1", "SMS", "16.510", "16.500")]
+            for f in misrated.findings] == [("C1", "SMS", "16.51", "16.50")]
 
 
 def test_user_data_is_printed_as_it_is_and_long_values_are_cut(billing_env):

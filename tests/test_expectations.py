@@ -105,7 +105,7 @@ def test_amounts_are_compared_as_exact_decimals(copy, tmp_path):
     results = validate(copy, tmp_path, suites=gxq.INVOICE_SUITES)
     wrong = failure(results["fct_invoice_lines"], "expect_column_pair_values_to_be_equal", "amount")
     assert [(r["amount"], r["amount_expected"], r["billing_account_id"]) for r in wrong["rows"]] == [
-        ("2489.130", "2489.140000000000", "C1")]
+        ("2489.1300", "2489.140000000000", "C1")]
     tier = failure(results["fct_invoice_line_tiers"], "expect_column_values_to_be_between", "units")
     assert tier["unexpected_values"] == ["-0.000000001"]
 
