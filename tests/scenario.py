@@ -53,8 +53,9 @@ def rows(settings: Settings, sql: str, params=None, *, postgres_dsn: str | None 
 
 @contextmanager
 def own_postgres_database(name: str) -> Iterator[str]:
-    """A database of this test's own on the shared server (created, then dropped); yields its DSN.
-    Skips locally, fails under CI, when no server answers."""
+    """A database of this test's own on the shared server (created, then dropped); yields its DSN as a
+    postgresql:// URL, the form `billing` hands to dbt (support.postgres_database yields key=value
+    text). Skips locally, fails under CI, when no server answers."""
     try:
         admin = psycopg.connect(SERVER_DSN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
