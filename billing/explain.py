@@ -15,29 +15,31 @@ from warehouse.store import Tx
 
 from .money import round_money
 
-LINE_SQL = """
+LINE_SELECT = """
 SELECT l.period, l.line_id, l.invoice_id, l.billing_account_id, i.customer_name, l.currency, l.line_type,
        l.product_id, l.usage_rollup_id, l.rate_id, l.rate_level, l.contract_id, l.pricing_model, l.segment_start, l.segment_end,
        l.segment_days, l.event_count, l.quantity, l.included_units, l.billable_quantity, l.amount_unrounded,
        l.amount, i.total AS invoice_total, i.status AS invoice_status, i.is_finalizable
 FROM marts.fct_invoice_lines l
-JOIN marts.fct_invoices i ON i.invoice_id = l.invoice_id AND i.period = l.period
-WHERE l.line_id = ?"""
+JOIN marts.fct_invoices i ON i.invoice_id = l.invoice_id AND i.period = l.period"""
+LINE_SQL = LINE_SELECT + "\nWHERE l.line_id = ?"
 
-TIERS_SQL = """
-SELECT tier_number, units, unit_price, flat_fee, amount_unrounded
+TIERS_COLUMNS = "tier_number, units, unit_price, flat_fee, amount_unrounded"
+TIERS_SQL = f"""
+SELECT {TIERS_COLUMNS}
 FROM marts.fct_invoice_line_tiers WHERE line_id = ? AND period = ? ORDER BY tier_number"""
 
-ROLLUP_SQL = """
+ROLLUP_SELECT = """
 SELECT s.usage_rollup_id, s.aggregation, p.unit, s.segment_start, s.segment_end, s.segment_days,
        s.event_count, s.quantity, s.is_provisioned
 FROM intermediate.int_usage_segments_aggregated s
-LEFT JOIN staging.stg_catalog__products p ON p.product_id = s.product_id
-WHERE s.usage_rollup_id = ? AND s.period = ?"""
+LEFT JOIN staging.stg_catalog__products p ON p.product_id = s.product_id"""
+ROLLUP_SQL = ROLLUP_SELECT + "\nWHERE s.usage_rollup_id = ? AND s.period = ?"
 
-SOURCES_SQL = """
-SELECT file_id, source, collector, original_name, received_at, event_count, quantity, first_row_number,
-       last_row_number
+SOURCES_COLUMNS = """file_id, source, collector, original_name, received_at, event_count, quantity, first_row_number,
+       last_row_number"""
+SOURCES_SQL = f"""
+SELECT {SOURCES_COLUMNS}
 FROM marts.fct_invoice_line_sources WHERE line_id = ? AND period = ?
 ORDER BY received_at, original_name"""
 
@@ -88,6 +90,33 @@ def explain_line(tx: Tx, line_id: str, *, events: int | None = None) -> Explanat
             result.events = all_events[:events]
             result.more_events = max(0, len(all_events) - events)
     return result
+
+
+def explain_lines(tx: Tx, period: str, line_ids: list[str]) -> dict[str, Explanation]:
+    """`explain_line` (without events) for many lines of one period, in four queries instead of four
+    per line: what the review desk shows under each line of an invoice."""
+    if not line_ids:
+        return {}
+    marks = ", ".join("?" for _ in line_ids)
+    found = {row["line_id"]: Explanation(line=row) for row in _rows(
+        tx, f"{LINE_SELECT}\nWHERE l.period = ? AND l.line_id IN ({marks})", [period, *line_ids])}
+    for row in _rows(tx, f"SELECT line_id, {TIERS_COLUMNS} FROM marts.fct_invoice_line_tiers WHERE period = ? "
+                         f"AND line_id IN ({marks}) ORDER BY line_id, tier_number", [period, *line_ids]):
+        found[row.pop("line_id")].tiers.append(row)
+    rollups = sorted({ex.line["usage_rollup_id"] for ex in found.values() if ex.line["usage_rollup_id"]})
+    if rollups:
+        by_id = {row["usage_rollup_id"]: row for row in _rows(
+            tx, f"{ROLLUP_SELECT}\nWHERE s.period = ? AND s.usage_rollup_id IN ({', '.join('?' for _ in rollups)})",
+            [period, *rollups])}
+        for ex in found.values():
+            ex.rollup = by_id.get(ex.line["usage_rollup_id"]) if ex.line["usage_rollup_id"] else None
+        for row in _rows(tx, f"SELECT line_id, {SOURCES_COLUMNS} FROM marts.fct_invoice_line_sources "
+                             f"WHERE period = ? AND line_id IN ({marks}) ORDER BY line_id, received_at, original_name",
+                         [period, *line_ids]):
+            line_id = row.pop("line_id")
+            if found[line_id].line["usage_rollup_id"]:
+                found[line_id].sources.append(row)
+    return found
 
 
 def _num(value) -> str:

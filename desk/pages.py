@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from billing.explain import explain_line, render
+from billing.explain import explain_lines, render
 from ledger import audit
 from ledger.lifecycle import DraftStatus, Lifecycle, NotFound
 from ledger.people import Person
@@ -205,10 +205,9 @@ def invoice_view(lifecycle: Lifecycle, person: Person, period: str, account: str
 def _invoice_view(lifecycle: Lifecycle, tx: Tx, person: Person, status: DraftStatus, period: str,
                   account: str) -> InvoiceView:
     draft = status.draft
-    lineage = {}
-    for line in draft.lines:
-        found = explain_line(tx, line.line_id)
-        lineage[line.line_id] = render(found) if found else []
+    explained = explain_lines(tx, period, [line.line_id for line in draft.lines])
+    lineage = {line.line_id: render(explained[line.line_id]) if line.line_id in explained else []
+               for line in draft.lines}
     issued = list(tx.frame(
         "SELECT i.invoice_number, i.total, i.issue_date, i.issued_by, i.reissue_of, v.reason AS void_reason, "
         "v.voided_by FROM ledger.invoices i LEFT JOIN ledger.voids v ON v.invoice_number = i.invoice_number "

@@ -20,14 +20,18 @@ _CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 
 
 @contextmanager
-def desk_month(home: Path) -> Iterator:
-    """October 2026 of the reference month billed into `home`, C3 named with a <script>, the reference
-    people with passwords; yields the settings (pinned while the context is open)."""
+def desk_month(home: Path, postgres_dsn: str | None = None) -> Iterator:
+    """October 2026 of the reference month billed into `home` (or the PostgreSQL database `postgres_dsn`),
+    C3 named with a <script>, the reference people with passwords; yields the settings (pinned while the
+    context is open)."""
     catalog = home.parent / "catalog.yaml"
     text = (REFERENCE / "catalog.yaml").read_text(encoding="utf-8")
     catalog.write_text(text.replace("name: Initech", f"name: '{HOSTILE_NAME}'"), encoding="utf-8")
     with billing_env(home, catalog) as mp:
         mp.setenv("BILLING_CONFIG", str(REFERENCE / "billing.yaml"))
+        if postgres_dsn:
+            mp.setenv("BILLING_ENGINE", "postgres")
+            mp.setenv("BILLING_POSTGRES_DSN", postgres_dsn)
         drop_reference_usage(home / "inbox")
         run_month("2026-10")
         settings = load_settings()

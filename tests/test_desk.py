@@ -132,6 +132,20 @@ def test_period_page_shows_states_totals_checks_and_what_blocks(desk):
     assert client_of(desk, "fiona").get("/periods/2026-13").status_code == 404
 
 
+def test_invoice_page_shows_each_line_as_billing_explain_does(desk):
+    from billing.config import load_settings
+    from billing.explain import explain_line, render
+
+    page = html.unescape(client_of(desk, "ada").get(f"{OCT}/invoices/C1").text)
+    with load_settings().warehouse().transaction() as tx:
+        ids = [r[0] for r in tx.fetchall("SELECT line_id FROM marts.fct_invoice_lines WHERE period = '2026-10' "
+                                         "AND billing_account_id = 'C1'")]
+        assert ids
+        for line_id in ids:
+            assert "\n".join(render(explain_line(tx, line_id))) in page
+    assert "source files:" in page and "sha256 " in page  # down to the files received
+
+
 def test_approve_issue_download_credit_and_void(desk):
     fiona = client_of(desk, "fiona")
     answer = act(fiona, f"{OCT}/invoices/C5/approve", currency="USD", comment="checked the API volume")
