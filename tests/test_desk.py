@@ -69,6 +69,8 @@ def test_sign_in_failures_are_refused_then_locked_out(desk):
     assert ok.status_code == 303 and client.cookies.get(SESSION_COOKIE)
     cookie = ok.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax")
+    page = client.get("/")
+    assert "script-src 'none'" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
 
 
 def test_forms_without_the_right_csrf_token_are_refused(desk):
