@@ -8,8 +8,7 @@ from fastapi.testclient import TestClient
 from desk.app import SESSION_COOKIE, create_app
 
 from desk_support import csrf_of, desk_month, sign_in
-from lifecycle_support import postgres_database
-from support import new_home
+from support import new_home, postgres_database
 
 
 def test_the_desk_on_postgres(tmp_path_factory):
