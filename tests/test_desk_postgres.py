@@ -4,15 +4,16 @@ the action log with its verification and a filter, sign out."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from scenario import own_postgres_database
 
 from desk.app import SESSION_COOKIE, create_app
 
 from desk_support import csrf_of, desk_month, sign_in
-from support import new_home, postgres_database
+from support import new_home
 
 
 def test_the_desk_on_postgres(tmp_path_factory):
-    with postgres_database("desk") as dsn, desk_month(new_home(tmp_path_factory, "desk-pg"), dsn) as settings:
+    with own_postgres_database("desk") as dsn, desk_month(new_home(tmp_path_factory, "desk-pg"), dsn) as settings:
         assert settings.engine == "postgres"
         fiona = TestClient(create_app(settings, failure_delay=0), follow_redirects=False)
         assert sign_in(fiona, "fiona", "wrong-password").status_code == 401
