@@ -46,8 +46,8 @@ def test_the_reference_month_passes_every_check_but_its_faults_by_design(copy):
     assert {name: o.passed for name, o in outcomes.items()} == {
         "unrated_usage": False, "missed_customers": True, "invoice_totals": True, "misrated_lines": True,
         "conservation": True, "anomalies": True, "rejected_files": True, "quarantined_rows": True,
-        "conflicting_duplicates": True}
-    assert [o.findings for name, o in outcomes.items() if name != "unrated_usage"] == [[]] * 8
+        "conflicting_duplicates": True, "corrections_outside_lookback": True}
+    assert [o.findings for name, o in outcomes.items() if name != "unrated_usage"] == [[]] * 9
     assert [(f["reason"], f["customer_id"], f["product_id"], f["currency"], Decimal(f["quantity"]))
             for f in outcomes["unrated_usage"].findings] == [
         ("no_price", "C4", "SMS", "EUR", Decimal("500")), ("unknown_customer", "C999", "API_CALLS", None, Decimal("5000"))]
