@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import duckdb
 import pytest
@@ -81,7 +82,7 @@ POSTGRES_DSN = os.environ.get("BILLING_TEST_POSTGRES_DSN") or "postgresql://post
 @contextmanager
 def postgres_database(name: str) -> Iterator[str]:
     """A database of its own on the shared test server, dropped afterwards, so tests running at the
-    same time never see each other's tables; yields its DSN. Skips locally without a server (saying
+    same time never see each other's tables; yields its DSN (a postgresql:// URL). Skips locally without a server (saying
     why), fails when $CI is set."""
     import psycopg
 
@@ -97,6 +98,7 @@ def postgres_database(name: str) -> Iterator[str]:
     with admin:
         admin.execute(f"CREATE DATABASE {database}")
         try:
-            yield psycopg.conninfo.make_conninfo(POSTGRES_DSN, dbname=database)
+            # a postgresql:// URL, as the CLI and dbt's profile read it (billing/rating.py postgres_env)
+            yield urlparse(POSTGRES_DSN)._replace(path=f"/{database}").geturl()
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
