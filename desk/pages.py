@@ -226,7 +226,8 @@ def _invoice_view(lifecycle: Lifecycle, tx: Tx, person: Person, status: DraftSta
     log = list(tx.frame(
         "SELECT seq, acted_at, action, actor_id, actor_role, channel, document_id, reason FROM ledger.actions "
         "WHERE period = ? AND billing_account_id = ? ORDER BY seq", [period, account]).iter_rows(named=True))
-    current = set(current_decisions(status.approvals, draft.fingerprint))
+    current = {pid for pid, a in current_decisions(status.approvals, draft.fingerprint).items()
+               if a.decision == "approved"}
     return InvoiceView(status, allowed(lifecycle, lifecycle.facts(tx, period), person, status), lineage, findings, log, issued,
                        issued_lines, credit_notes, current)
 

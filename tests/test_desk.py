@@ -154,6 +154,7 @@ def test_approve_issue_download_credit_and_void(desk):
     assert answer.status_code == 303
     page = fiona.get(answer.headers["location"]).text
     assert "Approved." in page and "checked the API volume" in page and "ready to issue" in page.lower()
+    assert "You approved this draft" in page and 'id="approve"' not in page
     answer = act(fiona, f"{OCT}/invoices/C5/issue", currency="USD")
     assert answer.status_code == 303
     page = fiona.get(answer.headers["location"]).text
