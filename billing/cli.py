@@ -6,6 +6,8 @@
     billing demo [--events N] [--expectations]  generate the demo dataset and bill its last month
     billing explain LINE_ID [--events] why a line's amount is what it is: rate, tiers, usage, files
     billing webhooks deliver|status    deliver the ledger's events to the webhook endpoints
+    billing serve [--host H --port P]  the review desk in the browser (README: Review desk)
+    billing people set-password PERSON a person's desk password (argon2 hash in the warehouse)
 
 Where the catalog, the inbox and the warehouse are: billing.yaml or the environment (docs/config.md).
 

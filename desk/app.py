@@ -8,7 +8,6 @@ writing process: the desk never holds the file between requests).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+import duckdb
 import jinja2
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -31,6 +31,7 @@ from ledger.policy import Refused, require_role
 
 from . import auth, pages
 from .downloads import lines_csv
+from .rerate import rerate
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "desk_session"
@@ -80,7 +81,6 @@ def create_app(settings: Settings, *, failure_delay: float = 1.0, secure_cookies
     env.filters["money"] = _money
     env.filters["num"] = _num
     templates = Jinja2Templates(env=env)
-    rerating = threading.Lock()  # dbt runs in this process: one re-rating at a time
 
     @app.middleware("http")
     async def headers(request: Request, call_next):
@@ -135,6 +135,12 @@ def create_app(settings: Settings, *, failure_delay: float = 1.0, secure_cookies
     @app.exception_handler(Refused)
     def _refused(request: Request, exc: Refused):
         return render(request, "error.html", 403, title="Refused", message=str(exc))
+
+    @app.exception_handler(duckdb.IOException)
+    def _busy(request: Request, exc: duckdb.IOException):
+        # another process (a `billing run`, the Dagster UI) holds the DuckDB file for the moment
+        return render(request, "error.html", 503, title="The warehouse is busy",
+                      message=f"another process is using the warehouse ({exc}); try again in a moment")
 
     @app.exception_handler(NotFound)
     def _not_found(request: Request, exc: NotFound):
@@ -269,10 +275,7 @@ def create_app(settings: Settings, *, failure_delay: float = 1.0, secure_cookies
                     lc.add_charge(who, period, account, amount.strip(), description.strip(), reason, currency)
                 else:
                     lc.add_override(who, period, account, product_id.strip(), unit_price.strip(), reason, currency)
-                with rerating:  # the draft shows the new line at once (approvals of the old one lapse)
-                    from billing.lifecycle_cli import refresh
-
-                    refresh(settings, period)
+                rerate(settings, period)  # the draft shows the new line at once (approvals of the old one lapse)
                 return back(period, account, currency, "charged" if action == "charge" else "overridden")
             if action == "issue":
                 issued = lc.issue(who, period, account, currency)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from billing.config import load_settings
 from desk.auth import set_password
+from desk.rerate import release_dbt_duckdb
 
 from lifecycle_support import run_month
 from support import REFERENCE, billing_env, drop_reference_usage
@@ -34,6 +35,7 @@ def desk_month(home: Path, postgres_dsn: str | None = None) -> Iterator:
             mp.setenv("BILLING_POSTGRES_DSN", postgres_dsn)
         drop_reference_usage(home / "inbox")
         run_month("2026-10")
+        release_dbt_duckdb()  # the billing ran dbt in this process: let go of the file, as the desk does
         settings = load_settings()
         for person, password in PASSWORDS.items():
             set_password(settings.warehouse(), person, password)

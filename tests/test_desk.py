@@ -6,6 +6,8 @@ sign-out)."""
 from __future__ import annotations
 
 import html
+import subprocess
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
@@ -203,6 +205,7 @@ def test_a_charge_re_rates_and_its_maker_cannot_approve(desk):
     answer = act(fiona, f"{OCT}/invoices/C3/approve", currency="USD")
     assert answer.status_code == 403
     assert "fiona (finance) added a manual charge" in answer.text and "fay (finance)" in answer.text
+    assert another_process_can_open(desk[0])  # the re-rating let go of the DuckDB file
 
 
 def test_an_override_by_sales_reprices_the_product(desk):
@@ -260,3 +263,24 @@ def test_set_password_command(desk, monkeypatch, capsys):
     [(hashed,)] = query(desk[0], "SELECT password_hash FROM ledger.credentials WHERE person_id = 'fay' "
                                  "ORDER BY set_at DESC LIMIT 1")
     assert hashed.startswith("$argon2") and "a-new-long-password" not in hashed
+
+
+def another_process_can_open(home) -> bool:
+    probe = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                            str(home / "warehouse.duckdb")], capture_output=True, text=True, timeout=120)
+    return probe.returncode == 0
+
+
+def test_a_busy_warehouse_is_a_clear_503(desk):
+    fiona = client_of(desk, "fiona")
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('holding', flush=True); time.sleep(60)", str(desk[0] / "warehouse.duckdb")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"  # another process holds the DuckDB file
+        answer = fiona.get(OCT)
+        assert answer.status_code == 503 and "The warehouse is busy" in answer.text
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert fiona.get(OCT).status_code == 200
