@@ -63,18 +63,27 @@ def unrated_usage(tx: Tx, period: Period, catalog: Catalog | None = None) -> Che
 
 
 def missed_customers(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
-    """Billing accounts active in the period (live contract, provisioned product or usage) with no invoice."""
+    """Billing accounts active in the period (live contract, provisioned product or usage) with no invoice.
+
+    Only days inside the customer's life (active_from / active_to) count, as in rating: a contract or a
+    provisioning is live when it, the customer's life and the period share a day; usage outside the
+    life is unrated usage, not activity."""
+    in_life = ("(c.active_from IS NULL OR c.active_from < ?) AND (c.active_to IS NULL OR c.active_to > ?) "
+               "AND (c.active_from IS NULL OR {x}.effective_to IS NULL OR c.active_from < {x}.effective_to) "
+               "AND (c.active_to IS NULL OR c.active_to > {x}.effective_from)")
     rows = _rows(tx, f"""
         WITH active AS (
             SELECT c.billing_account_id, 'contract ' || ct.contract_id AS why
             FROM staging.stg_catalog__contracts ct
             JOIN staging.stg_catalog__customers c ON c.customer_id = ct.customer_id
             WHERE ct.effective_from < ? AND (ct.effective_to IS NULL OR ct.effective_to > ?)
+              AND {in_life.format(x='ct')}
             UNION ALL
             SELECT c.billing_account_id, 'provisioned ' || ap.product_id
             FROM staging.stg_catalog__account_products ap
             JOIN staging.stg_catalog__customers c ON c.customer_id = ap.customer_id
             WHERE ap.effective_from < ? AND (ap.effective_to IS NULL OR ap.effective_to > ?)
+              AND {in_life.format(x='ap')}
             UNION ALL
             SELECT billing_account_id, 'usage of ' || product_id
             FROM intermediate.int_usage_days_aggregated WHERE period = ?
@@ -84,7 +93,8 @@ def missed_customers(tx: Tx, period: Period, catalog: Catalog | None = None) -> 
         WHERE NOT EXISTS (SELECT 1 FROM {MARTS}.fct_invoices i
                           WHERE i.billing_account_id = a.billing_account_id AND i.period = ?)
         GROUP BY a.billing_account_id ORDER BY a.billing_account_id""",
-                 [period.end, period.start, period.end, period.start, period.key, period.key])
+                 [period.end, period.start, period.end, period.start, period.end, period.start, period.end,
+                  period.start, period.key, period.key])
     for r in rows:
         r["detail"] = (f"{r['billing_account_id']} is active in {period.key} ({r['why']}) and has no invoice "
                        "for the period")

@@ -12,7 +12,9 @@ Semantics, in the order they are applied:
 2. Usage bills to `catalog.billing_account(customer)`; prices and currency are resolved on that
    account, day by day: currency of the contract in force that day, else the account's currency.
 3. The rate is the first found of account override, contract rate, rate class, product default.
-   No rate, unknown customer, unknown product: the usage goes to `unrated`, never to zero.
+   No rate, unknown customer, unknown product, a day outside the customer's life
+   ([active_from, active_to)): the usage goes to `unrated`, never to zero. Provisioned days and
+   contracts count only inside the customer's life too.
 4. The days of an (account, product) -- days with usage plus provisioned days -- are grouped by
    (currency, rate); each group is one line (a segment).
 5. Each segment is aggregated by the product's meter, priced, and rounded once.
@@ -155,7 +157,7 @@ def _customer_batches(counts: list[tuple[str, int]], batch_events: int) -> Itera
 def rerate_days(catalog: Catalog, day_usage: pl.DataFrame, period: Period) -> Rerated:
     """Price `period` from the per-(customer, product, local day) rollups of `_in_period`."""
     known = day_usage.filter(pl.col("billing_account_id").is_not_null()
-                             & pl.col("product_id").is_in(list(catalog.products)))
+                             & pl.col("product_id").is_in(list(catalog.products)) & pl.col("in_life"))
     provisioned = _provisioned_days(catalog, period)
     days = _resolve_days(catalog, known, provisioned)
 
@@ -210,8 +212,11 @@ def _in_period(catalog: Catalog, events: pl.DataFrame, period: Period) -> pl.Dat
             "customer_id": list(catalog.customers),
             "billing_account_id": [catalog.billing_account(c) for c in catalog.customers],
             "timezone": [c.timezone for c in catalog.customers.values()],
+            "active_from": [c.active_from for c in catalog.customers.values()],
+            "active_to": [c.active_to for c in catalog.customers.values()],
         },
-        schema={"customer_id": pl.String, "billing_account_id": pl.String, "timezone": pl.String},
+        schema={"customer_id": pl.String, "billing_account_id": pl.String, "timezone": pl.String,
+                "active_from": pl.Date, "active_to": pl.Date},
     )
     placed = events.lazy().join(accounts.lazy(), on="customer_id", how="left").with_columns(
         pl.col("timezone").fill_null("UTC"))  # unknown customers: UTC
@@ -225,7 +230,10 @@ def _in_period(catalog: Catalog, events: pl.DataFrame, period: Period) -> pl.Dat
     return (
         pl.concat(by_zone)
         .filter((pl.col("day") >= period.start) & (pl.col("day") < period.end))
-        .group_by("customer_id", "billing_account_id", "product_id", "day")
+        .with_columns(in_life=pl.col("billing_account_id").is_not_null()  # a known customer, on a day of its life
+                      & (pl.col("active_from").is_null() | (pl.col("day") >= pl.col("active_from")))
+                      & (pl.col("active_to").is_null() | (pl.col("day") < pl.col("active_to"))))
+        .group_by("customer_id", "billing_account_id", "product_id", "day", "in_life")
         .agg(
             q_sum=pl.col("quantity").sum(),
             q_count=pl.len().cast(pl.Int64),
@@ -247,12 +255,14 @@ def _days(start: date, end: date) -> Iterable[date]:
 def _provisioned_days(catalog: Catalog, period: Period) -> pl.DataFrame:
     """(provisioning customer, billing account, product, day) for each provisioned day of the period.
 
-    A child's provisioned product bills to its billing account like its usage does.
+    A child's provisioned product bills to its billing account like its usage does. Only the days both
+    the provisioning and its customer are active count.
     """
     rows = []
     for ap in catalog.account_products.values():
-        start = max(ap.effective_from, period.start)
-        end = min(ap.effective_to or period.end, period.end)
+        customer = catalog.customers[ap.customer_id]
+        start = max(ap.effective_from, period.start, customer.active_from or period.start)
+        end = min(ap.effective_to or period.end, period.end, customer.active_to or period.end)
         account = catalog.billing_account(ap.customer_id)
         rows.extend((ap.customer_id, account, ap.product_id, day) for day in _days(start, end))
     return pl.DataFrame(
@@ -396,13 +406,16 @@ def _fits(amount: Decimal, seg: dict) -> None:
 
 
 def _minimum_commitments(catalog: Catalog, period: Period, lines: list[tuple]) -> list[tuple]:
-    """True-up lines bringing each committed account's subtotal, in the contract's currency, up to the minimum."""
+    """True-up lines bringing each committed account's subtotal, in the contract's currency, up to the minimum,
+    for contracts in force on a day of the period inside their customer's life."""
     out = []
     for contract in catalog.contracts.values():
         if contract.minimum_commitment is None:
             continue
-        if not (contract.effective_from < period.end
-                and (contract.effective_to is None or contract.effective_to > period.start)):
+        customer = catalog.customers[contract.customer_id]
+        first = max(contract.effective_from, period.start, customer.active_from or period.start)
+        end = min(contract.effective_to or period.end, period.end, customer.active_to or period.end)
+        if first >= end:
             continue
         account = catalog.billing_account(contract.customer_id)
         subtotal = sum((line[-1] for line in lines if line[0] == account and line[1] == contract.currency),
@@ -441,6 +454,17 @@ def _unrated(catalog: Catalog, day_usage: pl.DataFrame, usage: pl.DataFrame, day
                      f"{_quantity_text(r['quantity'])} units of product '{r['product_id']}' used "
                      f"{r['first']}..{r['last']} by {r['customer_id']} (billed to {r['billing_account_id']}): "
                      "the product is not in the catalog; add it or fix the product id at the source"))
+
+    outside_life = day_usage.filter(pl.col("billing_account_id").is_not_null()
+                                    & pl.col("product_id").is_in(list(catalog.products)) & ~pl.col("in_life"))
+    for r in outside_life.group_by(who).agg(*span).iter_rows(named=True):
+        customer = catalog.customers[r["customer_id"]]
+        rows.append((r["customer_id"], r["billing_account_id"], r["product_id"], r["quantity"],
+                     "outside_customer_life",
+                     f"{_quantity_text(r['quantity'])} {r['product_id']} used {r['first']}..{r['last']} by "
+                     f"{r['customer_id']} (billed to {r['billing_account_id']}), outside its life in the catalog "
+                     f"(active from {customer.active_from or 'always'} to {customer.active_to or 'open'}); fix the "
+                     "customer's active_from / active_to or the usage's dates"))
 
     no_price = usage.filter(pl.col("rate_id").is_null())
     # Provisioned days without usage and without a price are reported too, with quantity 0:

@@ -19,6 +19,9 @@ provisioned_days as (
     inner join period_days as d
         on d.usage_date >= ap.effective_from
         and (ap.effective_to is null or d.usage_date < ap.effective_to)
+        {#- only the days both the provisioning and the customer are active -#}
+        and (c.active_from is null or d.usage_date >= c.active_from)
+        and (c.active_to is null or d.usage_date < c.active_to)
 ),
 
 days as (

@@ -96,13 +96,18 @@ usage_lines as (
 ),
 
 commitments as (
-    {#- contracts in force on at least one day of the period, with a minimum to reach -#}
+    {#- contracts in force on at least one day of the period inside the customer's life, with a minimum
+        to reach (three ranges that meet pairwise share a day) -#}
     select ct.contract_id, c.billing_account_id, ct.currency, ct.minimum_commitment
     from {{ ref('stg_catalog__contracts') }} as ct
     inner join {{ ref('stg_catalog__customers') }} as c on c.customer_id = ct.customer_id
     where ct.minimum_commitment is not null
       and ct.effective_from < {{ period_end_date() }}
       and (ct.effective_to is null or ct.effective_to > {{ period_start_date() }})
+      and (c.active_from is null or c.active_from < {{ period_end_date() }})
+      and (c.active_to is null or c.active_to > {{ period_start_date() }})
+      and (c.active_from is null or ct.effective_to is null or c.active_from < ct.effective_to)
+      and (c.active_to is null or c.active_to > ct.effective_from)
 ),
 
 true_ups as (

@@ -1,4 +1,5 @@
-{#- Known usage rolled up per billing account, product and local day, with what each meter needs. -#}
+{#- Known usage, inside its customer's life, rolled up per billing account, product and local day, with
+    what each meter needs. -#}
 
 with known as (
     select
@@ -8,7 +9,7 @@ with known as (
             order by occurred_at desc, source desc, event_id desc
         ) as recency_rank
     from {{ ref('int_events_localized') }}
-    where is_known_customer and is_known_product
+    where is_known_customer and is_known_product and is_in_customer_life
 )
 
 select

@@ -1,12 +1,16 @@
 {#-
-  Usage that found no price: an unknown customer, an unknown product, or no price in the
-  account's currency on the day it happened. Never priced at zero, never dropped: the affected
+  Usage that found no price: an unknown customer, an unknown product, a day outside the customer's
+  life (active_from / active_to), or no price in the account's currency on the day it happened. Never priced at zero, never dropped: the affected
   invoice cannot be finalized until this is resolved.
 -#}
 
 with unknown as (
     select
-        case when not is_known_customer then 'unknown_customer' else 'unknown_product' end as reason,
+        case
+            when not is_known_customer then 'unknown_customer'
+            when not is_known_product then 'unknown_product'
+            else 'outside_customer_life'
+        end as reason,
         customer_id,
         billing_account_id,
         product_id,
@@ -14,10 +18,12 @@ with unknown as (
         sum(quantity) as quantity,
         count(*) as event_count,
         min(usage_date) as first_usage_date,
-        max(usage_date) as last_usage_date
+        max(usage_date) as last_usage_date,
+        active_from,
+        active_to
     from {{ ref('int_events_localized') }}
-    where not (is_known_customer and is_known_product)
-    group by 1, customer_id, billing_account_id, product_id
+    where not (is_known_customer and is_known_product and is_in_customer_life)
+    group by 1, customer_id, billing_account_id, product_id, active_from, active_to
 ),
 
 unpriced as (
@@ -30,7 +36,9 @@ unpriced as (
         coalesce(sum(quantity_sum), 0) as quantity,
         sum(event_count) as event_count,
         min(usage_date) as first_usage_date,
-        max(usage_date) as last_usage_date
+        max(usage_date) as last_usage_date,
+        cast(null as date) as active_from,
+        cast(null as date) as active_to
     from {{ ref('int_billable_days_rated') }}
     where period = {{ period_key() }} and rate_id is null
     group by billing_account_id, product_id, currency
@@ -56,6 +64,11 @@ select
     cast(case reason
         when 'unknown_customer' then 'customer ' || customer_id || ' is not in the catalog'
         when 'unknown_product' then 'product ' || product_id || ' is not in the catalog'
+        when 'outside_customer_life' then 'usage of ' || product_id || ' by ' || customer_id || ' on '
+            || cast(first_usage_date as varchar) || '..' || cast(last_usage_date as varchar)
+            || ', outside its life in the catalog (active from '
+            || coalesce(cast(active_from as varchar), 'always') || ' to '
+            || coalesce(cast(active_to as varchar), 'open') || ')'
         else 'no price for ' || product_id || ' in ' || currency || ' for ' || billing_account_id
     end as varchar) as detail
 from unrated
