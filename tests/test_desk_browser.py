@@ -1,7 +1,7 @@
 """The review desk in a real browser: Playwright driving Debian's Chromium against the desk served by
 uvicorn on 127.0.0.1, on the billed reference month. fiona (finance) approves C1, fay (the second
 approver its total needs) approves and issues it, downloads the PDF and sees the number; sam (sales)
-finds no issue button. A screenshot of each page is saved under the test's tmp folder."""
+finds no issue button; ada (auditor) reads the verified action log. A screenshot of each page is saved under the test's tmp folder."""
 
 from __future__ import annotations
 
@@ -127,9 +127,16 @@ def test_draft_to_issued_in_the_browser(served, tmp_path):
             expect(page.get_by_text("Add a manual charge")).to_be_visible()
             assert page.locator("#issue").count() == 0 and page.locator("#approve").count() == 0
             shot("08-sales-no-issue-button")
+            page.click("text=Sign out")
+
+            sign_in("ada")  # the auditor reads the log, with its verification
+            page.click("text=Action log")
+            expect(page.locator("body")).to_contain_text("Audit chain verified")
+            expect(page.locator("body")).to_contain_text("invoice.issued")
+            shot("09-action-log-auditor")
         finally:
             browser.close()
     kept = os.environ.get("DESK_SCREENSHOTS")  # to look at them after the run
     if kept:
         shutil.copytree(shots, kept, dirs_exist_ok=True)
-    assert len(list(shots.glob("*.png"))) == 8
+    assert len(list(shots.glob("*.png"))) == 9
