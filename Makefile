@@ -22,8 +22,10 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# With the `spark` extra (dbt-spark + pyspark, the Spark engine and its test tier: docs/scale.md);
+# without it, `uv sync --frozen` installs the rest and the Spark tests are skipped.
 $(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
-	$(BIN)/uv sync --frozen --quiet
+	$(BIN)/uv sync --frozen --quiet --extra spark
 	@touch $@
 
 dbt_project/target/manifest.json: $(VENV)/.synced $(DBT_SOURCES)
@@ -34,14 +36,14 @@ setup: $(VENV)/.synced dbt_project/target/manifest.json
 demo: setup  ## generate the demo dataset and bill its last month on DuckDB
 	$(BIN)/billing demo
 
-test: setup lint  ## every test: unit, pipeline, Dagster definitions, PostgreSQL
+test: setup lint  ## every test: unit, pipeline, Dagster definitions, PostgreSQL, Spark
 	$(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check .
 
-bench: setup  ## throughput and memory per stage; EVENTS=10000000 make bench
-	$(BIN)/python -m bench.run --events $${EVENTS:-1000000}
+bench: setup  ## throughput and memory per stage; EVENTS=10000000 make bench; ENGINES=duckdb,spark make bench
+	$(BIN)/python -m bench.run --events $${EVENTS:-1000000} --engines $${ENGINES:-duckdb}
 
 bench-desk: setup  ## how fast the review desk's pages answer on the demo month (after make demo)
 	$(BIN)/python -m bench.desk

@@ -1,7 +1,8 @@
 """Benchmark the billing pipeline: wall time, events per second and peak memory (RSS) per stage.
 
     python -m bench.run [--events 1000000] [--customers 240] [--formats mixed|csv|jsonl] [--keep]
-    (or: EVENTS=... make bench)
+                        [--engines duckdb|duckdb,spark]
+    (or: EVENTS=... ENGINES=duckdb,spark make bench)
 
 1. Generates the demo dataset (`billing.demo.generate_demo`, defects planted) into a fresh temporary
    folder; timed on its own, it is not a pipeline stage. `--formats csv` makes every usage file CSV
@@ -10,6 +11,9 @@
    catalog (prepare + load_catalog_stage), collect, normalize, rate (dbt build) for the demo's last
    month, check. Settings come from `billing.config.load_settings` with BILLING_HOME = the folder.
    Then, not a stage: the independent re-rater reading raw.events (`quality.rerate.rerate_warehouse`).
+   With `--engines duckdb,spark`, the same month is rated again on Spark (local mode, in this process:
+   `billing.rating.run_on_spark`), twice: the first run starts Spark, the second finds it running.
+   Each prints its steps (Parquet export, staging views, dbt on Spark, copy back, dbt tests).
 3. Compares CSV parsing + typing only: our `read_rows` + `normalize_frame` against a typical pandas
    script, on the same CSV usage files.
 
@@ -271,7 +275,24 @@ class Result:
 FORMATS = {"mixed": ("csv", "jsonl"), "csv": ("csv",), "jsonl": ("jsonl",)}  # --formats -> generate_demo
 
 
-def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, formats: str = "mixed") -> Result:
+def rate_on_spark(home: Path, settings, period, in_month: int, result: Result) -> None:
+    """The month rated again on Spark, on the same warehouse: a cold run (starts Spark) and a warm one."""
+    from dataclasses import replace
+
+    from billing.rating import run_on_spark
+
+    spark = replace(settings, engine="spark", spark_dir=home / "spark")
+    for run in ("cold: starts Spark", "warm"):
+        timings: dict[str, float] = {}
+        with measure("rate on spark", events=in_month) as m, _dbt_in(home):
+            nodes = run_on_spark(spark, period, timings=timings)
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items())
+        m.figure.note = f"{run}; {len(nodes)} nodes: {steps}; peak RSS is Python's (Spark's JVM is a child)"
+        result.extra.append(m.figure)  # beside, not in, the end-to-end sum
+
+
+def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, formats: str = "mixed",
+                 engines: tuple[str, ...] = ("duckdb",)) -> Result:
     from billing import runner
     from billing.config import load_settings
     from billing.demo import generate_demo
@@ -353,6 +374,9 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
     for outcome in outcomes:
         if not outcome.passed:
             result.notes.append(f"check {outcome.name}: {outcome.summary[:160]}")
+
+    if "spark" in engines:
+        rate_on_spark(home, settings, period, in_month, result)
 
     # The re-rater reading raw.events itself, a batch of customers at a time (what the check stage's
     # misrated_lines needs); measured on its own, not part of the end-to-end sum.
@@ -505,7 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print where it is")
     parser.add_argument("--repeat", type=int, default=3,
                         help="rounds of the CSV-only Polars/pandas comparison; the best of each is shown (default 3)")
+    parser.add_argument("--engines", default="duckdb",
+                        help="duckdb (default), or duckdb,spark: also rate the month on Spark (needs the spark extra)")
     args = parser.parse_args(argv)
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    if not engines or engines[0] != "duckdb" or not set(engines) <= {"duckdb", "spark"}:
+        parser.error("--engines must be duckdb or duckdb,spark (the pipeline always rates on DuckDB first)")
     if args.events < 1000:
         parser.error("--events must be at least 1000 (the planted defects need a few rows per file)")
     if args.customers < 20:
@@ -516,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"benchmark: {args.events:,} events ({args.formats} files), {args.customers} customers, in {home}")
     console.print(f"[dim]peak RSS measured as {PeakRss.method()}; load average {_load()}[/dim]")
     try:
-        result = run_pipeline(home, args.events, args.customers, args.repeat, args.formats)
+        result = run_pipeline(home, args.events, args.customers, args.repeat, args.formats, engines)
         report(result, args.events, time.perf_counter() - started)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/red]")

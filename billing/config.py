@@ -6,6 +6,10 @@ from the file's folder; defaults live under `$BILLING_HOME` (default `./data`). 
 
 Secrets are never written in the file: the PostgreSQL DSN is read from the environment variable
 the file names (`warehouse.dsn_env`, default BILLING_POSTGRES_DSN).
+
+Engines: `duckdb` (default) and `postgres` hold the warehouse and rate in it; `spark` rates on Apache
+Spark (dbt-spark) with the DuckDB file as the warehouse of record; its Parquet copies of the raw
+tables and its own tables live under `spark_dir` (docs/scale.md).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 import yaml
 
 from warehouse.store import Warehouse
+
+ENGINES = ("duckdb", "postgres", "spark")
 
 
 @dataclass(frozen=True)
@@ -52,13 +58,16 @@ class Settings:
     inbox: Path
     landing: Path
     duckdb_path: Path
-    engine: str = "duckdb"  # duckdb | postgres
+    engine: str = "duckdb"  # duckdb | postgres | spark
     dsn_env: str = "BILLING_POSTGRES_DSN"
     sources: Path | None = None
     config_file: Path | None = None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
+    spark_dir: Path | None = None  # engine spark: the raw Parquet export and Spark's tables
 
     def warehouse(self) -> Warehouse:
+        """The warehouse of record. With the spark engine it is the DuckDB file: Spark rates, and the
+        period's rated rows are copied back into it (warehouse/spark.py)."""
         if self.engine == "postgres":
             dsn = os.environ.get(self.dsn_env)
             if not dsn:
@@ -174,8 +183,8 @@ def _settings(doc: dict, env: dict[str, str], path: Path | None) -> Settings:
         return chosen if chosen.is_absolute() else (Path.cwd() if env.get(env_key) else base) / chosen
 
     engine = env.get("BILLING_ENGINE") or warehouse.get("engine") or "duckdb"
-    if engine not in ("duckdb", "postgres"):
-        raise ValueError(f"warehouse engine {engine!r} is not duckdb or postgres")
+    if engine not in ENGINES:
+        raise ValueError(f"warehouse engine {engine!r} is not one of {', '.join(ENGINES)}")
     sources = env.get("BILLING_SOURCES") or doc.get("sources")
     return Settings(
         home=home,
@@ -188,6 +197,7 @@ def _settings(doc: dict, env: dict[str, str], path: Path | None) -> Settings:
         sources=pick("BILLING_SOURCES", sources, home / "sources.yaml") if sources else None,
         config_file=path,
         lifecycle=_lifecycle(doc, env, base, home, pick, path),
+        spark_dir=pick("BILLING_SPARK_DIR", warehouse.get("spark_dir"), home / "spark"),
     )
 
 

@@ -69,6 +69,21 @@
     as {{ amount_type() }})
 {%- endmacro %}
 
+{#
+  Spark: `div` returns a 64-bit integer (too small for an amount x 10^12), so the whole quotient is
+  (n - n % d) / d, an exact division of decimals. Needs spark.sql.decimalOperations.allowPrecisionLoss
+  = false (profiles.yml): the quotient then keeps its digits or the query fails, it never rounds.
+#}
+{% macro spark__divide_exact(numerator, denominator) -%}
+    cast(
+        (
+            cast(({{ numerator }}) * 1000000000000 as decimal(38, 0))
+            - cast(({{ numerator }}) * 1000000000000 as decimal(38, 0)) % cast({{ denominator }} as bigint)
+        ) / cast({{ denominator }} as bigint)
+        * cast(0.000000000001 as decimal(13, 12))
+    as {{ amount_type() }})
+{%- endmacro %}
+
 {# Whole-number division, truncating (both operands integers). #}
 {% macro int_divide(numerator, denominator) -%}
     {{ return(adapter.dispatch('int_divide')(numerator, denominator)) }}
@@ -82,6 +97,10 @@
     (cast({{ numerator }} as bigint) // cast({{ denominator }} as bigint))
 {%- endmacro %}
 
+{% macro spark__int_divide(numerator, denominator) -%}
+    (cast({{ numerator }} as bigint) div cast({{ denominator }} as bigint))
+{%- endmacro %}
+
 {# A stable text key from parts (md5 on both engines). #}
 {% macro key_of(parts) -%}
     {{ dbt.hash(dbt.concat(parts_with_separators(parts))) }}
@@ -90,7 +109,7 @@
 {% macro parts_with_separators(parts) -%}
     {%- set out = [] -%}
     {%- for part in parts -%}
-        {%- do out.append("coalesce(cast(" ~ part ~ " as varchar), '')") -%}
+        {%- do out.append("coalesce(cast(" ~ part ~ " as " ~ string_type() ~ "), '')") -%}
         {%- if not loop.last %}{% do out.append("'|'") %}{% endif -%}
     {%- endfor -%}
     {{ return(out) }}

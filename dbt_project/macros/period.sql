@@ -26,9 +26,13 @@
 
 {# UTC instants safely around the period: local months of any time zone fall inside. #}
 {% macro period_padded_instant(which) -%}
+    cast('{{ period_padded_day(which).isoformat() }} 00:00:00+00' as {{ instant_type() }})
+{%- endmacro %}
+
+{# The UTC day those instants fall on (a date object). #}
+{% macro period_padded_day(which) -%}
     {%- set day = modules.datetime.date.fromisoformat(period_start() if which == 'start' else period_end()) -%}
-    {%- set padded = day - modules.datetime.timedelta(days=2) if which == 'start' else day + modules.datetime.timedelta(days=2) -%}
-    cast('{{ padded.isoformat() }} 00:00:00+00' as timestamp with time zone)
+    {{ return(day - modules.datetime.timedelta(days=2) if which == 'start' else day + modules.datetime.timedelta(days=2)) }}
 {%- endmacro %}
 
 {# Pre-hook of period-scoped tables: a rerun replaces the period, never appends to it. #}

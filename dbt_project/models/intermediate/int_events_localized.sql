@@ -8,6 +8,7 @@ with candidates as (
     select * from {{ ref('stg_usage__events') }}
     where occurred_at >= {{ period_padded_instant('start') }}
       and occurred_at < {{ period_padded_instant('end') }}
+      {{ event_partition_filter() }}
 ),
 
 localized as (
@@ -26,7 +27,7 @@ localized as (
         p.product_id is not null as is_known_product,
         c.active_from,
         c.active_to,
-        cast(e.occurred_at at time zone coalesce(c.timezone, 'UTC') as date) as usage_date
+        {{ local_date('e.occurred_at', "coalesce(c.timezone, 'UTC')") }} as usage_date
     from candidates as e
     left join {{ ref('stg_catalog__customers') }} as c on c.customer_id = e.customer_id
     left join {{ ref('stg_catalog__products') }} as p on p.product_id = e.product_id

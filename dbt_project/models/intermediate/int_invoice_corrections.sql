@@ -109,16 +109,16 @@ carried_here as (
 )
 
 select
-    cast({{ period_key() }} as varchar) as period,
-    cast({{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency', 'corrected_period', 'product_key']) }} as varchar) as line_id,
-    cast({{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency']) }} as varchar) as invoice_id,
-    cast(billing_account_id as varchar) as billing_account_id,
-    cast(currency as varchar) as currency,
+    cast({{ period_key() }} as {{ string_type() }}) as period,
+    cast({{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency', 'corrected_period', 'product_key']) }} as {{ string_type() }}) as line_id,
+    cast({{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency']) }} as {{ string_type() }}) as invoice_id,
+    cast(billing_account_id as {{ string_type() }}) as billing_account_id,
+    cast(currency as {{ string_type() }}) as currency,
     cast(case when product_key in ('usage', 'recurring', 'minimum_commitment') then null else product_key end
-         as varchar) as product_id,
-    cast(product_key as varchar) as product_key,
-    cast(corrected_period as varchar) as corrected_period,
-    cast(corrected_invoice_number as varchar) as corrected_invoice_number,
+         as {{ string_type() }}) as product_id,
+    cast(product_key as {{ string_type() }}) as product_key,
+    cast(corrected_period as {{ string_type() }}) as corrected_period,
+    cast(corrected_invoice_number as {{ string_type() }}) as corrected_invoice_number,
     cast(amount as {{ money_type() }}) as amount,
     cast({{ this_index }} - (cast(substr(corrected_period, 1, 4) as integer) * 12
          + cast(substr(corrected_period, 6, 2) as integer)) as integer) as periods_back,

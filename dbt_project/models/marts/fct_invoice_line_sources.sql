@@ -47,13 +47,13 @@ contributions as (
 )
 
 select
-    cast({{ period_key() }} as varchar) as period,
-    cast(c.line_id as varchar) as line_id,
-    cast(c.file_id as varchar) as file_id,
-    cast(coalesce(f.source, c.source) as varchar) as source,
-    cast(f.original_name as varchar) as original_name,
-    cast(f.collector as varchar) as collector,
-    cast(f.received_at as timestamp with time zone) as received_at,
+    cast({{ period_key() }} as {{ string_type() }}) as period,
+    cast(c.line_id as {{ string_type() }}) as line_id,
+    cast(c.file_id as {{ string_type() }}) as file_id,
+    cast(coalesce(f.source, c.source) as {{ string_type() }}) as source,
+    cast(f.original_name as {{ string_type() }}) as original_name,
+    cast(f.collector as {{ string_type() }}) as collector,
+    cast(f.received_at as {{ instant_type() }}) as received_at,
     cast(c.event_count as bigint) as event_count,
     cast(c.quantity as {{ quantity_type() }}) as quantity,
     cast(c.first_row_number as bigint) as first_row_number,

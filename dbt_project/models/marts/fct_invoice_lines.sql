@@ -14,9 +14,9 @@ with rated as (
         event_count, quantity, included_units, billable_quantity, amount_unrounded, amount,
         cast(case when line_type = 'minimum_commitment'
                   then 'minimum commitment true-up (' || contract_id || ')'
-                  else product_id end as varchar) as description,
-        cast(null as varchar) as corrected_period,
-        cast(null as varchar) as corrected_invoice_number
+                  else product_id end as {{ string_type() }}) as description,
+        cast(null as {{ string_type() }}) as corrected_period,
+        cast(null as {{ string_type() }}) as corrected_invoice_number
     from {{ ref('int_invoice_lines_rated') }}
     where period = {{ period_key() }}
 ),
@@ -28,11 +28,11 @@ manual_charges as (
         m.billing_account_id,
         m.currency,
         'manual' as line_type,
-        cast(null as varchar) as product_id,
-        cast(null as varchar) as usage_rollup_id,
+        cast(null as {{ string_type() }}) as product_id,
+        cast(null as {{ string_type() }}) as usage_rollup_id,
         m.manual_line_id as rate_id,
         'manual' as rate_level,
-        cast(null as varchar) as contract_id,
+        cast(null as {{ string_type() }}) as contract_id,
         'manual' as pricing_model,
         {{ period_start_date() }} as segment_start,
         {{ period_end_date() }} as segment_end,
@@ -44,8 +44,8 @@ manual_charges as (
         cast(m.amount as {{ amount_type() }}) as amount_unrounded,
         {{ round_money('m.amount', 'cur.minor_units') }} as amount,
         m.description,
-        cast(null as varchar) as corrected_period,
-        cast(null as varchar) as corrected_invoice_number
+        cast(null as {{ string_type() }}) as corrected_period,
+        cast(null as {{ string_type() }}) as corrected_invoice_number
     from {{ source('ledger', 'manual_lines') }} as m
     inner join {{ ref('stg_catalog__currencies') }} as cur on cur.currency = m.currency
     where m.period = {{ period_key() }} and m.kind = 'charge'
@@ -59,10 +59,10 @@ adjustments as (
         currency,
         'adjustment' as line_type,
         product_id,
-        cast(null as varchar) as usage_rollup_id,
+        cast(null as {{ string_type() }}) as usage_rollup_id,
         corrected_invoice_number as rate_id,
         'correction' as rate_level,
-        cast(null as varchar) as contract_id,
+        cast(null as {{ string_type() }}) as contract_id,
         'adjustment' as pricing_model,
         {{ period_start_date() }} as segment_start,
         {{ period_end_date() }} as segment_end,
@@ -130,11 +130,11 @@ credit_lines as (
         billing_account_id,
         currency,
         line_type,
-        cast(null as varchar) as product_id,
-        cast(null as varchar) as usage_rollup_id,
-        cast(null as varchar) as rate_id,
+        cast(null as {{ string_type() }}) as product_id,
+        cast(null as {{ string_type() }}) as usage_rollup_id,
+        cast(null as {{ string_type() }}) as rate_id,
         'credit' as rate_level,
-        cast(null as varchar) as contract_id,
+        cast(null as {{ string_type() }}) as contract_id,
         line_type as pricing_model,
         {{ period_start_date() }} as segment_start,
         {{ period_end_date() }} as segment_end,
@@ -147,8 +147,8 @@ credit_lines as (
         amount,
         case when line_type = 'credit_carried' then 'credit carried forward to the next invoices'
              else 'credit applied from the account''s balance' end as description,
-        cast(null as varchar) as corrected_period,
-        cast(null as varchar) as corrected_invoice_number
+        cast(null as {{ string_type() }}) as corrected_period,
+        cast(null as {{ string_type() }}) as corrected_invoice_number
     from credits
 ),
 
@@ -159,18 +159,18 @@ lines as (
 )
 
 select
-    cast({{ period_key() }} as varchar) as period,
-    cast(line_id as varchar) as line_id,
-    cast({{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency']) }} as varchar) as invoice_id,
-    cast(billing_account_id as varchar) as billing_account_id,
-    cast(currency as varchar) as currency,
-    cast(line_type as varchar) as line_type,
-    cast(product_id as varchar) as product_id,
-    cast(usage_rollup_id as varchar) as usage_rollup_id,
-    cast(rate_id as varchar) as rate_id,
-    cast(rate_level as varchar) as rate_level,
-    cast(contract_id as varchar) as contract_id,
-    cast(pricing_model as varchar) as pricing_model,
+    cast({{ period_key() }} as {{ string_type() }}) as period,
+    cast(line_id as {{ string_type() }}) as line_id,
+    cast({{ key_of(["'" ~ period_start()[:7] ~ "'", 'billing_account_id', 'currency']) }} as {{ string_type() }}) as invoice_id,
+    cast(billing_account_id as {{ string_type() }}) as billing_account_id,
+    cast(currency as {{ string_type() }}) as currency,
+    cast(line_type as {{ string_type() }}) as line_type,
+    cast(product_id as {{ string_type() }}) as product_id,
+    cast(usage_rollup_id as {{ string_type() }}) as usage_rollup_id,
+    cast(rate_id as {{ string_type() }}) as rate_id,
+    cast(rate_level as {{ string_type() }}) as rate_level,
+    cast(contract_id as {{ string_type() }}) as contract_id,
+    cast(pricing_model as {{ string_type() }}) as pricing_model,
     cast(segment_start as date) as segment_start,
     cast(segment_end as date) as segment_end,
     cast(segment_days as integer) as segment_days,
@@ -180,7 +180,7 @@ select
     cast(billable_quantity as {{ quantity_type() }}) as billable_quantity,
     cast(amount_unrounded as {{ amount_type() }}) as amount_unrounded,
     cast(amount as {{ money_type() }}) as amount,
-    cast(description as varchar) as description,
-    cast(corrected_period as varchar) as corrected_period,
-    cast(corrected_invoice_number as varchar) as corrected_invoice_number
+    cast(description as {{ string_type() }}) as description,
+    cast(corrected_period as {{ string_type() }}) as corrected_period,
+    cast(corrected_invoice_number as {{ string_type() }}) as corrected_invoice_number
 from lines

@@ -45,11 +45,11 @@ issued as (
 )
 
 select
-    cast({{ period_key() }} as varchar) as period,
-    cast(l.invoice_id as varchar) as invoice_id,
-    cast(l.billing_account_id as varchar) as billing_account_id,
-    cast(c.customer_name as varchar) as customer_name,
-    cast(l.currency as varchar) as currency,
+    cast({{ period_key() }} as {{ string_type() }}) as period,
+    cast(l.invoice_id as {{ string_type() }}) as invoice_id,
+    cast(l.billing_account_id as {{ string_type() }}) as billing_account_id,
+    cast(c.customer_name as {{ string_type() }}) as customer_name,
+    cast(l.currency as {{ string_type() }}) as currency,
     cast({{ period_start_date() }} as date) as period_start,
     cast({{ period_end_date() }} as date) as period_end,
     cast(l.line_count as bigint) as line_count,
@@ -57,8 +57,8 @@ select
     cast(coalesce(u.unrated_count, 0) as bigint) as unrated_usage_count,
     cast(coalesce(u.unrated_count, 0) = 0 as boolean) as is_finalizable,
     cast(case when iss.invoice_number is null then 'draft' when iss.is_void then 'void' else 'issued' end
-         as varchar) as status,
-    cast(iss.invoice_number as varchar) as invoice_number,
+         as {{ string_type() }}) as status,
+    cast(iss.invoice_number as {{ string_type() }}) as invoice_number,
     cast(iss.issued_total as {{ money_type() }}) as issued_total
 from lines as l
 inner join {{ ref('stg_catalog__customers') }} as c on c.customer_id = l.billing_account_id

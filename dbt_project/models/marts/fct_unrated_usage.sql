@@ -14,7 +14,7 @@ with unknown as (
         customer_id,
         billing_account_id,
         product_id,
-        cast(null as varchar) as currency,
+        cast(null as {{ string_type() }}) as currency,
         sum(quantity) as quantity,
         count(*) as event_count,
         min(usage_date) as first_usage_date,
@@ -51,12 +51,12 @@ unrated as (
 )
 
 select
-    cast({{ period_key() }} as varchar) as period,
-    cast(reason as varchar) as reason,
-    cast(customer_id as varchar) as customer_id,
-    cast(billing_account_id as varchar) as billing_account_id,
-    cast(product_id as varchar) as product_id,
-    cast(currency as varchar) as currency,
+    cast({{ period_key() }} as {{ string_type() }}) as period,
+    cast(reason as {{ string_type() }}) as reason,
+    cast(customer_id as {{ string_type() }}) as customer_id,
+    cast(billing_account_id as {{ string_type() }}) as billing_account_id,
+    cast(product_id as {{ string_type() }}) as product_id,
+    cast(currency as {{ string_type() }}) as currency,
     cast(quantity as {{ quantity_total_type() }}) as quantity,
     cast(event_count as bigint) as event_count,
     cast(first_usage_date as date) as first_usage_date,
@@ -65,10 +65,10 @@ select
         when 'unknown_customer' then 'customer ' || customer_id || ' is not in the catalog'
         when 'unknown_product' then 'product ' || product_id || ' is not in the catalog'
         when 'outside_customer_life' then 'usage of ' || product_id || ' by ' || customer_id || ' on '
-            || cast(first_usage_date as varchar) || '..' || cast(last_usage_date as varchar)
+            || cast(first_usage_date as {{ string_type() }}) || '..' || cast(last_usage_date as {{ string_type() }})
             || ', outside its life in the catalog (active from '
-            || coalesce(cast(active_from as varchar), 'always') || ' to '
-            || coalesce(cast(active_to as varchar), 'open') || ')'
+            || coalesce(cast(active_from as {{ string_type() }}), 'always') || ' to '
+            || coalesce(cast(active_to as {{ string_type() }}), 'open') || ')'
         else 'no price for ' || product_id || ' in ' || currency || ' for ' || billing_account_id
-    end as varchar) as detail
+    end as {{ string_type() }}) as detail
 from unrated

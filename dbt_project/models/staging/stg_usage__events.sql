@@ -6,5 +6,5 @@ select
     cast(quantity as {{ quantity_type() }}) as quantity,
     occurred_at,
     file_id,
-    row_number as file_row_number
+    row_number as file_row_number{{ event_partition_column() }}
 from {{ source('raw', 'events') }}

@@ -23,7 +23,7 @@ pending as (
         c.period,
         c.billing_account_id,
         c.currency,
-        cast(null as varchar) as invoice_number,
+        cast(null as {{ string_type() }}) as invoice_number,
         c.corrected_period,
         c.corrected_invoice_number,
         c.product_id,
@@ -43,14 +43,14 @@ adjustments as (
 )
 
 select
-    cast(state as varchar) as state,
-    cast(period as varchar) as period,
-    cast(billing_account_id as varchar) as billing_account_id,
-    cast(currency as varchar) as currency,
-    cast(invoice_number as varchar) as invoice_number,
-    cast(corrected_period as varchar) as corrected_period,
-    cast(corrected_invoice_number as varchar) as corrected_invoice_number,
-    cast(product_id as varchar) as product_id,
+    cast(state as {{ string_type() }}) as state,
+    cast(period as {{ string_type() }}) as period,
+    cast(billing_account_id as {{ string_type() }}) as billing_account_id,
+    cast(currency as {{ string_type() }}) as currency,
+    cast(invoice_number as {{ string_type() }}) as invoice_number,
+    cast(corrected_period as {{ string_type() }}) as corrected_period,
+    cast(corrected_invoice_number as {{ string_type() }}) as corrected_invoice_number,
+    cast(product_id as {{ string_type() }}) as product_id,
     cast(amount as {{ ledger_money_type() }}) as amount,
     cast(within_lookback as boolean) as within_lookback
 from adjustments

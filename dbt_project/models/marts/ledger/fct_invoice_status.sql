@@ -18,16 +18,16 @@ with documents as (
 )
 
 select
-    cast(f.period as varchar) as period,
-    cast(f.invoice_id as varchar) as invoice_id,
-    cast(f.billing_account_id as varchar) as billing_account_id,
-    cast(f.customer_name as varchar) as customer_name,
-    cast(f.currency as varchar) as currency,
+    cast(f.period as {{ string_type() }}) as period,
+    cast(f.invoice_id as {{ string_type() }}) as invoice_id,
+    cast(f.billing_account_id as {{ string_type() }}) as billing_account_id,
+    cast(f.customer_name as {{ string_type() }}) as customer_name,
+    cast(f.currency as {{ string_type() }}) as currency,
     cast(f.total as {{ ledger_money_type() }}) as draft_total,
     cast(f.is_finalizable as boolean) as is_finalizable,
-    cast(case when d.invoice_number is null then 'draft' when d.is_void then 'void' else 'issued' end as varchar)
+    cast(case when d.invoice_number is null then 'draft' when d.is_void then 'void' else 'issued' end as {{ string_type() }})
         as status,
-    cast(d.invoice_number as varchar) as invoice_number,
+    cast(d.invoice_number as {{ string_type() }}) as invoice_number,
     cast(d.issue_date as date) as issue_date,
     cast(d.issued_total as {{ ledger_money_type() }}) as issued_total,
     cast(f.total - d.issued_total as {{ ledger_money_type() }}) as draft_minus_issued
