@@ -16,8 +16,7 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
-from decimal import Decimal
-from pathlib import Path
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 
 import duckdb
 import pytest
@@ -29,7 +28,15 @@ from warehouse.spark import EVENTS, PARTITION_COLUMN, Table, export_days, raw_di
 
 from support import REFERENCE, billing_env, drop_reference_usage, new_home
 
-pytestmark = pytest.mark.spark
+# A Spark run of a small month is dominated by Spark's own start-up and per-query planning (about a
+# minute a run on 2 quiet cores, several on a busy machine): more than the suite's default per-test limit.
+pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
+
+# Small data: Spark's settings for a month of a few events (profiles.yml reads them; they change
+# speed only). The JIT stops at its first tier and queries run without generated code, which costs
+# more than it saves on a few rows; one shuffle partition, no adaptive re-planning.
+SMALL_DATA = {"BILLING_SPARK_JAVA_OPTIONS": "-XX:TieredStopAtLevel=1", "BILLING_SPARK_CODEGEN": "false",
+              "BILLING_SPARK_ADAPTIVE": "false", "BILLING_SPARK_PARTITIONS": "1"}
 
 D = Decimal
 OCTOBER = month_window("2026-10")
@@ -46,12 +53,16 @@ def _spark_missing() -> str | None:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def spark_available() -> None:
+def spark_available() -> Iterator[None]:
     missing = _spark_missing()
     if missing and os.environ.get("CI"):
         pytest.fail(f"the Spark tier must run in CI: {missing}", pytrace=False)
     if missing:
         pytest.skip(missing)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in SMALL_DATA.items():
+            mp.setenv(key, value)
+        yield
 
 
 def bill(settings: Settings, periods: list[Period]):
@@ -89,12 +100,20 @@ def invoice_tables(settings: Settings, period: Period) -> dict[str, tuple[list[t
     return tables
 
 
+# When each home received its files: the two warehouses differ there by construction.
+RECEIVED_AT = ("fct_invoice_line_sources", "received_at")
+
+
 def assert_same_tables(spark: dict, duck: dict) -> None:
     for table in INVOICE_TABLES:
         spark_columns, spark_rows = spark[table]
         duck_columns, duck_rows = duck[table]
         assert spark_columns == duck_columns, table
         assert len(spark_rows) == len(duck_rows), table
+        if table == RECEIVED_AT[0]:
+            at = [name for name, _ in spark_columns].index(RECEIVED_AT[1])
+            spark_rows = [row[:at] + row[at + 1:] for row in spark_rows]
+            duck_rows = [row[:at] + row[at + 1:] for row in duck_rows]
         for spark_row, duck_row in zip(spark_rows, duck_rows, strict=True):
             assert [type(v) for v in spark_row] == [type(v) for v in duck_row], (table, spark_row, duck_row)
             # Decimals compared digit for digit (1.50 and 1.5 differ here), not only as numbers
@@ -153,6 +172,16 @@ def test_reference_month_on_spark_equals_duckdb_cell_for_cell(reference):
         "C1": D("2527.63"), "C2": D("1000.00"), "C3": D("1938.71"), "C4": D("180.00"), "C5": D("200.00")}
 
 
+def test_line_sources_keep_when_the_spark_home_received_each_file(reference):
+    con = duckdb.connect(str(reference["settings"].duckdb_path))
+    mismatched = con.execute("""SELECT s.file_id FROM marts.fct_invoice_line_sources s
+                                JOIN raw.landed_files f USING (file_id)
+                                WHERE s.received_at IS DISTINCT FROM f.received_at""").fetchall()
+    sources = con.execute("SELECT count(*) FROM marts.fct_invoice_line_sources").fetchone()[0]
+    con.close()
+    assert sources > 0 and mismatched == []
+
+
 def test_the_checks_say_the_same_on_the_spark_result(reference):
     assert outcomes_of(reference["spark_outcomes"]) == outcomes_of(reference["duck_outcomes"])
     checks = {o.name: o for o in reference["spark_outcomes"]}
@@ -180,3 +209,113 @@ def test_spark_reads_each_event_once_from_day_partitions(reference):
     con.close()
     assert all(n == 1 for *_, n in exported)  # after two exports, each event once
     assert len(exported) == 22  # every event loaded (October's, and the two just outside it)
+
+
+# --------------------------------------------------------------------------------------------------
+# local months and rounding per currency (tests/test_zones_and_rounding.py's scenario)
+
+ZONES_CATALOG = """
+products:
+  - code: X
+    prices:
+      - {currency: USD, model: per_unit, unit_price: "0.067"}
+      - {currency: JPY, model: per_unit, unit_price: "0.5"}
+      - {currency: KWD, model: per_unit, unit_price: "0.0001"}
+customers:
+  - {id: BUD, currency: USD, timezone: Europe/Budapest}
+  - {id: UTC1, currency: USD}
+  - {id: YEN, currency: JPY}
+  - {id: KWD1, currency: KWD}
+"""
+
+ZONES_USAGE = """event_id,customer_id,product_id,quantity,occurred_at
+b1,BUD,X,55,2024-12-31T23:30:00Z
+u1,UTC1,X,55,2024-12-31T23:30:00Z
+y1,YEN,X,5,2025-01-10T00:00:00Z
+k1,KWD1,X,10005,2025-01-10T00:00:00Z
+"""
+ZONE_MONTHS = [month_window("2024-12"), month_window("2025-01")]
+
+
+def bill_scenario(tmp_path_factory, name: str, catalog: str, usage: str, periods: list[Period],
+                  engine: str) -> dict[str, dict]:
+    home = new_home(tmp_path_factory, f"{name}-{engine}")
+    (home / "catalog.yaml").write_text(catalog, encoding="utf-8")
+    (home / "inbox" / "usage.csv").write_text(usage, encoding="utf-8")
+    with billing_env(home, home / "catalog.yaml") as env:
+        env.setenv("BILLING_ENGINE", engine)
+        settings = load_settings()
+        bill(settings, periods)
+        return {period.key: invoice_tables(settings, period) for period in periods}
+
+
+@pytest.fixture(scope="module")
+def zones(tmp_path_factory) -> dict[str, dict]:
+    return {engine: bill_scenario(tmp_path_factory, "zones", ZONES_CATALOG, ZONES_USAGE, ZONE_MONTHS, engine)
+            for engine in ("duckdb", "spark")}
+
+
+def test_local_months_and_rounding_on_spark_equal_duckdb(zones):
+    for period in ZONE_MONTHS:
+        assert_same_tables(zones["spark"][period.key], zones["duckdb"][period.key])
+    invoices = {(row[0], row[2]) for month in zones["spark"].values() for row in month["fct_invoices"][1]}
+    # 2024-12-31T23:30Z is 1 January in Budapest, still 31 December in UTC
+    assert invoices == {("2024-12", "UTC1"), ("2025-01", "BUD"), ("2025-01", "KWD1"), ("2025-01", "YEN")}
+    amounts = {row[3]: (row[-2], row[-1]) for row in zones["spark"]["2025-01"]["fct_invoice_lines"][1]}
+    assert amounts["YEN"][1] == D("3")  # 2.5 JPY rounds half away from zero
+    assert amounts["KWD1"][1] == D("1.001")  # 1.0005 KWD to 3 places
+
+
+# --------------------------------------------------------------------------------------------------
+# decimals at the catalog's limits (billing/money.py)
+
+
+def limits_scenario() -> tuple[str, str, dict[str, Decimal]]:
+    """A catalog and usage at the widest values the catalog accepts, and each line's exact amount."""
+    from billing.money import FEE, PRICE, QUANTITY
+
+    quantity, price, fee = QUANTITY.largest, PRICE.largest, FEE.largest
+    longest = Decimal(1).scaleb(-PRICE.fraction) * 123456789  # 0.000123456789: every place of the price used
+    catalog = f"""
+products:
+  - code: WIDE
+    prices: [{{currency: USD, model: per_unit, unit_price: "{price}"}}]
+  - code: LONG
+    prices: [{{currency: USD, model: per_unit, unit_price: "{longest}"}}]
+  - code: BLOCKS
+    prices: [{{currency: USD, model: package, package_size: 1, package_price: "{price}"}}]
+  - code: FEE
+    aggregation: none
+    prices: [{{currency: USD, model: flat_fee, amount: "{fee}"}}]
+customers:
+  - {{id: BIG, currency: USD}}
+account_products:
+  - {{id: AP-FEE, customer: BIG, product: FEE, effective_from: 2025-03-11}}
+"""
+    usage = ("event_id,customer_id,product_id,quantity,occurred_at\n"
+             f"w,BIG,WIDE,{quantity},2025-03-05T00:00:00Z\n"
+             f"l,BIG,LONG,{quantity},2025-03-05T00:00:00Z\n"
+             f"b,BIG,BLOCKS,{quantity},2025-03-05T00:00:00Z\n")
+    with localcontext(Context(prec=80)):
+        days = Decimal(21) / Decimal(31)  # provisioned from 11 March: 21 of 31 days
+        exact = {
+            "WIDE": quantity * price,
+            "LONG": quantity * longest,
+            "BLOCKS": (quantity // 1 + 1) * price,  # ceil(quantity) packages of 1
+            "FEE": (fee * 21 * 10 ** 12 // 31) / Decimal(10 ** 12),  # prorated, truncated to 12 places
+        }
+    assert exact["FEE"] <= fee * days
+    return catalog, usage, exact
+
+
+def test_amounts_at_the_catalogs_limits_are_exact_on_spark(tmp_path_factory):
+    catalog, usage, exact = limits_scenario()
+    march = month_window("2025-03")
+    spark = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "spark")[march.key]
+    duck = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "duckdb")[march.key]
+    assert_same_tables(spark, duck)
+    columns = [name for name, _ in spark["fct_invoice_lines"][0]]
+    lines = [dict(zip(columns, row, strict=True)) for row in spark["fct_invoice_lines"][1]]
+    assert {line["product_id"]: line["amount_unrounded"] for line in lines} == exact
+    for line in lines:
+        assert line["amount"] == line["amount_unrounded"].quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

@@ -71,15 +71,20 @@
 
 {#
   Spark: `div` returns a 64-bit integer (too small for an amount x 10^12), so the whole quotient is
-  (n - n % d) / d, an exact division of decimals. Needs spark.sql.decimalOperations.allowPrecisionLoss
-  = false (profiles.yml): the quotient then keeps its digits or the query fails, it never rounds.
+  (N - N % d) / d on DECIMAL(38, 0), where N = numerator x 10^12 is built from the whole part and the
+  fraction separately (numerator x 10^12 in the numerator's own type would overflow its integer
+  digits). Needs spark.sql.decimalOperations.allowPrecisionLoss = false (profiles.yml): every step
+  then keeps its digits or the query fails; nothing is rounded.
 #}
 {% macro spark__divide_exact(numerator, denominator) -%}
+    {%- set whole = 'floor(' ~ numerator ~ ')' -%}
+    {%- set scaled -%}
+        (cast({{ whole }} as decimal(38, 0)) * cast(1000000000000 as decimal(13, 0))
+         + cast((({{ numerator }}) - {{ whole }}) * 1000000000000 as decimal(38, 0)))
+    {%- endset -%}
     cast(
-        (
-            cast(({{ numerator }}) * 1000000000000 as decimal(38, 0))
-            - cast(({{ numerator }}) * 1000000000000 as decimal(38, 0)) % cast({{ denominator }} as bigint)
-        ) / cast({{ denominator }} as bigint)
+        cast(({{ scaled }} - {{ scaled }} % cast({{ denominator }} as int)) / cast({{ denominator }} as int)
+             as decimal(38, 0))
         * cast(0.000000000001 as decimal(13, 12))
     as {{ amount_type() }})
 {%- endmacro %}
