@@ -36,6 +36,9 @@ def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
     """Staging, rating and invoice marts for one billing month: the month reaches dbt as a half-open window."""
     period = period_of(context.partition_key)
     settings = load_settings()
+    if settings.engine == "spark":  # the export and the copy back around dbt are not wired here yet
+        raise dg.Failure("BILLING_ENGINE=spark rates with `billing run --month ...` (docs/scale.md); "
+                         "the Dagster job rates on duckdb or postgres")
     with environment(dbt_env(settings)):
         args = ["build", "--vars", json.dumps(period.dbt_vars(settings.lifecycle.lookback_periods))]
         yield from dbt.cli(args, context=context).stream()
