@@ -6,6 +6,7 @@ through environment variables, never through files in the repository.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -58,8 +59,6 @@ def postgres_env(dsn: str) -> dict[str, str]:
 
 def dbt_args(command: str, period: Period, extra: Sequence[str] = (), lookback_periods: int | None = None) -> list[str]:
     """Arguments for one dbt invocation over one period (pure; tested)."""
-    import json
-
     return [command, "--project-dir", str(DBT_PROJECT_DIR), "--vars", json.dumps(period.dbt_vars(lookback_periods)),
             *extra]
 
@@ -101,7 +100,8 @@ def _invoke(settings: Settings, period: Period, command: str, extra: Sequence[st
         result = dbtRunner().invoke(dbt_args(command, period, ["--quiet", *extra],
                                              settings.lifecycle.lookback_periods))
     nodes = []
-    for item in (result.result or []) if hasattr(result.result, "__iter__") else []:
+    results = result.result if command in ("build", "run", "test") and result.result is not None else []
+    for item in results:
         nodes.append({"name": item.node.name, "status": str(item.status), "message": item.message,
                       "schema": getattr(item.node, "schema", None),
                       "materialized": getattr(getattr(item.node, "config", None), "materialized", None)})
@@ -125,7 +125,7 @@ def run_on_spark(settings: Settings, period: Period, command: str = "build", ext
     import time
     from dataclasses import replace
 
-    from warehouse.spark import Table, copy_back, export_raw, source_tables
+    from warehouse.spark import copy_back, export_raw, model_tables, seed_history, source_tables
 
     try:
         import pyspark  # noqa: F401
@@ -148,12 +148,25 @@ def run_on_spark(settings: Settings, period: Period, command: str = "build", ext
     on_duckdb = replace(settings, engine="duckdb")
     export_raw(warehouse, folder, period, source_tables(DBT_PROJECT_DIR))
     lap("export")
-    # The checks and `billing explain` read the staging views in the warehouse: DuckDB builds them.
-    _invoke(on_duckdb, period, "run", ["--select", "staging"])
-    lap("staging views")
-    nodes = _invoke(settings, period, "run", ["--target-path", spark_target_path(), *extra])
+    # The warehouse's own views (staging, ledger marts: the checks and the CLI read them), and, on a
+    # new warehouse, its period tables created empty (the copy back fills them): dbt on DuckDB.
+    tables, missing = model_tables(warehouse, DBT_PROJECT_DIR)
+    if missing:  # views over the tables come after them
+        _invoke(on_duckdb, period, "run", ["--select", "staging"])
+        exclude = ["--exclude", *[t.name for t in tables]] if tables else []
+        _invoke(on_duckdb, period, "run", ["--empty", "--select", "config.materialized:incremental", *exclude])
+        tables, _ = model_tables(warehouse, DBT_PROJECT_DIR)
+    _invoke(on_duckdb, period, "run", ["--select", "config.materialized:view"])
+    history = seed_history(warehouse, folder, period, tables)
+    lap("warehouse views, history")
+    spark_args = ["--target-path", spark_target_path()]
+    registered = [{"schema": t.schema, "name": t.name, "history": history[t.sql]} for t in tables]
+    _invoke(settings, period, "run-operation", ["register_period_tables", "--args",
+                                                json.dumps({"tables": registered}), *spark_args])
+    nodes = _invoke(settings, period, "run", [*spark_args, *extra])
     lap("dbt on spark")
-    copy_back(warehouse, folder, period, [Table(n["schema"], n["name"]) for n in nodes if n["materialized"] == "table"])
+    built = {(n["schema"], n["name"]) for n in nodes if n["materialized"] == "incremental"}
+    copy_back(warehouse, folder, period, [t for t in tables if (t.schema, t.name) in built])
     lap("copy back")
     if command == "build":
         # dbt's tests (unit tests of the pricing SQL, keys, relationships) on what finance reads: the

@@ -1,17 +1,20 @@
 """Spark as the rating engine: the raw tables go out as Parquet, the rated period comes back.
 
 The DuckDB file stays the warehouse of record (what the CLI, the checks and finance read). Rating a
-period on Spark (`BILLING_ENGINE=spark`, billing/rating.py) is three steps around `dbt build`:
+period on Spark (`BILLING_ENGINE=spark`, billing/rating.py) wraps `dbt run` on Spark:
 
-1. `export_raw`: every dbt source table to Parquet under `<spark_dir>/raw/<schema>/<table>/`, read
-   by Spark as tables (dbt_project/macros/spark.sql). Events are partitioned by UTC day
+1. `export_raw`: every dbt source table to Parquet under `<spark_dir>/<schema>/<table>/`, read by
+   Spark as tables (dbt_project/macros/spark.sql). Events are partitioned by UTC day
    (`occurred_date=YYYY-MM-DD`); only the period's days (padded as the models pad them) are
    written, each day folder replaced whole, so a rerun never holds a row twice. The other tables are
    small and replaced whole.
-2. dbt builds staging, intermediate and marts on Spark; each period-scoped model is a Parquet table
-   at `<spark_dir>/tables/<schema>/<model>/` holding this period's rows only.
-3. `copy_back`: those rows replace the period's rows of the same tables in DuckDB, all tables in one
-   transaction, after checking that column names and types are the same on both sides.
+2. `seed_history`: the warehouse's other periods of each period-scoped model table, as Parquet
+   partitioned by period where Spark keeps that model's table (`<spark_dir>/tables/<schema>/<model>/`):
+   models that read earlier periods (late-usage corrections) see them, and dbt's insert_overwrite
+   replaces only this period's partition.
+3. dbt runs on Spark; then `copy_back`: the period's partition of each table replaces the period's
+   rows of the same table in DuckDB, all tables in one transaction, after checking that the column
+   names and types are the same on both sides.
 
 No Spark is needed here: DuckDB writes and reads the Parquet files itself. Paths are local folders
 (Spark in local mode); see docs/scale.md for a cluster.
@@ -66,6 +69,7 @@ def source_tables(project_dir: Path) -> list[Table]:
 
 
 def raw_dir(spark_dir: Path, table: Table) -> Path:
+    """Where the export of a source table is (macro register_raw_tables reads the same place)."""
     return spark_dir / table.schema / table.name
 
 
@@ -153,40 +157,97 @@ def _export_events(tx, spark_dir: Path, work: Path, table: Table, period: Period
     return int(tx.fetchall(f"SELECT count(*) FROM {table.sql} WHERE {window}")[0][0])
 
 
+def model_tables(warehouse: Warehouse, project_dir: Path) -> tuple[list[Table], list[str]]:
+    """The period-scoped model tables the warehouse has (intermediate and marts tables named after a
+    model, with a period column), and the names of the project's models it does not have yet."""
+    models = {path.stem for path in (project_dir / "models").rglob("*.sql")}
+    with warehouse.transaction() as tx:
+        rows = tx.fetchall("""SELECT t.table_schema, t.table_name FROM information_schema.tables t
+                              JOIN information_schema.columns c USING (table_schema, table_name)
+                              WHERE t.table_type = 'BASE TABLE' AND c.column_name = 'period'
+                                AND t.table_schema IN ('intermediate', 'marts')
+                              ORDER BY 1, 2""")
+    tables = [Table(schema, name) for schema, name in rows if name in models]
+    return tables, sorted(models - {t.name for t in tables})
+
+
+def seed_history(warehouse: Warehouse, spark_dir: Path, period: Period, tables: Sequence[Table]) -> dict[str, bool]:
+    """Every period but this one of each period-scoped table, as Parquet partitioned by period where
+    Spark keeps the model's table (models such as int_invoice_corrections read earlier periods).
+    Each table folder is replaced whole; a table without other periods gets no folder, and dbt
+    creates it. Returns, per table, whether it has history (macro register_period_tables)."""
+    work = spark_dir / f".history-{uuid.uuid4().hex}"
+    has: dict[str, bool] = {}
+    try:
+        with warehouse.transaction() as tx:
+            for table in tables:
+                rows = int(tx.fetchall(f"SELECT count(*) FROM {table.sql} WHERE period <> ?", [period.key])[0][0])
+                has[table.sql] = rows > 0
+                if rows:
+                    folder = work / table.schema / table.name
+                    folder.parent.mkdir(parents=True, exist_ok=True)
+                    tx.execute(f"COPY (SELECT * FROM {table.sql} WHERE period <> {_literal(period.key)}) "
+                               f"TO {_quote(folder)} (FORMAT parquet, PARTITION_BY (period), FILENAME_PATTERN 'part-{{i}}')")
+        for table in tables:
+            final = table_dir(spark_dir, table)
+            if has[table.sql]:
+                _replace_dir(work / table.schema / table.name, final)
+            elif final.exists():
+                shutil.rmtree(final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return has
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _parquet(folder: Path) -> str:
-    return f"read_parquet({_quote(folder / '*.parquet')})"
+    # the columns of the files only: a partition folder's name (period=...) is not a column here
+    return f"read_parquet({_quote(folder / '*.parquet')}, hive_partitioning = false)"
+
+
+# Spark's integer sums are 64-bit where DuckDB's are 128-bit (sum of a BIGINT): copied back, a value
+# only widens. Any other difference (a decimal's precision or scale above all) stops the copy.
+WIDENS = {("BIGINT", "HUGEINT"), ("INTEGER", "BIGINT"), ("INTEGER", "HUGEINT")}
+
+
+def _differences(spark_cols: list[tuple[str, str]], expected: list[tuple[str, str]]) -> list[str]:
+    theirs, ours = dict(spark_cols), dict(expected)
+    out = [f"{name}: only in Spark's" for name in theirs.keys() - ours.keys()]
+    out += [f"{name}: only in the warehouse's" for name in ours.keys() - theirs.keys()]
+    out += [f"{name}: {theirs[name]} from Spark, {ours[name]} in the warehouse" for name in theirs.keys() & ours.keys()
+            if theirs[name] != ours[name] and (theirs[name], ours[name]) not in WIDENS]
+    return sorted(out)
 
 
 def copy_back(warehouse: Warehouse, spark_dir: Path, period: Period, tables: Iterable[Table]) -> dict[str, int]:
-    """Replace the period's rows of each table in the warehouse with what Spark wrote; one transaction
-    for all of them. A table new to the warehouse is created with the Parquet's column types; an
-    existing one must have the same column names and types, or nothing is copied."""
+    """Replace the period's rows of each table in the warehouse with the period's partition Spark
+    wrote; one transaction for all of them. The warehouse's table must have the same column names
+    and types as Spark's Parquet, or nothing is copied."""
     tables = list(tables)
     counts: dict[str, int] = {}
     with warehouse.transaction() as tx:
         for table in tables:
-            folder = table_dir(spark_dir, table)
-            if not any(folder.glob("*.parquet")):
-                raise RuntimeError(f"Spark wrote no Parquet file for {table.sql} in {folder}")
-            spark_cols = [(name, kind) for name, kind, *_ in tx.fetchall(f"DESCRIBE SELECT * FROM {_parquet(folder)}")]
+            folder = table_dir(spark_dir, table) / f"period={period.key}"
             have = tx.fetchall("SELECT column_name, data_type FROM information_schema.columns "
                                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
                                [table.schema, table.name])
             if not have:
-                tx.execute(f"CREATE SCHEMA IF NOT EXISTS {table.schema}")
-                tx.execute(f"CREATE TABLE {table.sql} AS SELECT * FROM {_parquet(folder)} LIMIT 0")
-            elif sorted(have) != sorted(spark_cols):
-                raise RuntimeError(
-                    f"{table.sql}: the columns Spark wrote differ from the warehouse's "
-                    f"(only in Spark's: {sorted(set(spark_cols) - set(have))}; "
-                    f"only in the warehouse's: {sorted(set(have) - set(spark_cols))})")
+                raise RuntimeError(f"the warehouse has no table {table.sql} to copy Spark's rows into")
+            tx.execute(f"DELETE FROM {table.sql} WHERE period = ?", [period.key])
+            if not any(folder.glob("*.parquet")):  # the period has no rows: Spark wrote no partition
+                counts[table.sql] = 0
+                continue
+            spark_cols = [(name, kind) for name, kind, *_ in tx.fetchall(f"DESCRIBE SELECT * FROM {_parquet(folder)}")]
+            expected = [(name, kind) for name, kind in have if name != "period"]
+            differences = _differences(spark_cols, expected)
+            if differences:
+                raise RuntimeError(f"{table.sql}: the columns Spark wrote differ from the warehouse's: "
+                                   + "; ".join(differences))
             names = ", ".join(name for name, _ in spark_cols)
-            if "period" in dict(spark_cols):
-                tx.execute(f"DELETE FROM {table.sql} WHERE period = ?", [period.key])
-                rows = f"SELECT {names} FROM {_parquet(folder)} WHERE period = ?"
-                tx.execute(f"INSERT INTO {table.sql} ({names}) {rows}", [period.key])
-            else:
-                tx.execute(f"DELETE FROM {table.sql}")
-                tx.execute(f"INSERT INTO {table.sql} ({names}) SELECT {names} FROM {_parquet(folder)}")
+            tx.execute(f"INSERT INTO {table.sql} (period, {names}) SELECT ?, {names} FROM {_parquet(folder)}",
+                       [period.key])
             counts[table.sql] = int(tx.fetchall(f"SELECT count(*) FROM {_parquet(folder)}")[0][0])
     return counts

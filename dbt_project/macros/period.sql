@@ -37,7 +37,14 @@
 
 {# Pre-hook of period-scoped tables: a rerun replaces the period, never appends to it. #}
 {% macro delete_current_period() -%}
+    {{ return(adapter.dispatch('delete_current_period')()) }}
+{%- endmacro %}
+
+{% macro default__delete_current_period() -%}
     {%- if is_incremental() -%}
         delete from {{ this }} where period = {{ period_key() }}
     {%- endif -%}
 {%- endmacro %}
+
+{#- Spark: the period is a partition, replaced whole by the insert_overwrite strategy (dbt_project.yml). -#}
+{% macro spark__delete_current_period() %}{% endmacro %}

@@ -46,3 +46,24 @@
     and occurred_date >= cast('{{ period_padded_day('start').isoformat() }}' as date)
     and occurred_date < cast('{{ period_padded_day('end').isoformat() }}' as date)
 {%- endmacro %}
+
+{#
+  Spark only, called by `billing run` before `dbt run` (dbt run-operation register_period_tables):
+  the period-scoped tables with the warehouse's other periods, written by warehouse/spark.py as
+  Parquet partitioned by period, registered so that dbt finds them and replaces only this period's
+  partition (insert_overwrite) while models that read earlier periods see them.
+#}
+{% macro register_period_tables(tables) %}
+    {%- set root = env_var('BILLING_SPARK_DIR') -%}
+    {%- for table in tables -%}
+        {%- set name = table.schema ~ '.' ~ table.name -%}
+        {%- do run_query('create database if not exists ' ~ table.schema) -%}
+        {#- a table of another home, or of an earlier run, is forgotten; dbt creates it if it has no history -#}
+        {%- do run_query('drop table if exists ' ~ name) -%}
+        {%- if table.history -%}
+            {%- do run_query("create table " ~ name ~ " using parquet location '"
+                             ~ root ~ "/tables/" ~ table.schema ~ "/" ~ table.name ~ "'") -%}
+            {%- do run_query('alter table ' ~ name ~ ' recover partitions') -%}
+        {%- endif -%}
+    {%- endfor -%}
+{% endmacro %}
