@@ -186,7 +186,14 @@ def seed_history(warehouse: Warehouse, spark_dir: Path, period: Period, tables: 
                 if rows:
                     folder = work / table.schema / table.name
                     folder.parent.mkdir(parents=True, exist_ok=True)
-                    tx.execute(f"COPY (SELECT * FROM {table.sql} WHERE period <> {_literal(period.key)}) "
+                    # Spark has no 128-bit integer: DuckDB's HUGEINT sums go as BIGINT (a cast that fails
+                    # rather than wraps), the type Spark's own sums have
+                    columns = ", ".join(f"CAST({name} AS BIGINT) AS {name}" if kind == "HUGEINT" else name
+                                        for name, kind in tx.fetchall(
+                                            "SELECT column_name, data_type FROM information_schema.columns "
+                                            "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                                            [table.schema, table.name]))
+                    tx.execute(f"COPY (SELECT {columns} FROM {table.sql} WHERE period <> {_literal(period.key)}) "
                                f"TO {_quote(folder)} (FORMAT parquet, PARTITION_BY (period), FILENAME_PATTERN 'part-{{i}}')")
         for table in tables:
             final = table_dir(spark_dir, table)
