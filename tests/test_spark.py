@@ -65,7 +65,7 @@ def spark_available() -> Iterator[None]:
         yield
 
 
-def bill(settings: Settings, periods: list[Period]):
+def bill(settings: Settings, periods: list[Period], check: bool = True):
     """The stages of `billing run` for each period; returns the check outcomes of the last."""
     warehouse = runner.prepare(settings)
     runner.load_catalog_stage(settings, warehouse)
@@ -74,7 +74,8 @@ def bill(settings: Settings, periods: list[Period]):
     outcomes = None
     for period in periods:
         runner.rate(settings, period)
-        outcomes = runner.check(settings, warehouse, period)
+        if check:
+            outcomes = runner.check(settings, warehouse, period)
     return outcomes
 
 
@@ -118,6 +119,11 @@ def assert_same_tables(spark: dict, duck: dict) -> None:
             assert [type(v) for v in spark_row] == [type(v) for v in duck_row], (table, spark_row, duck_row)
             # Decimals compared digit for digit (1.50 and 1.5 differ here), not only as numbers
             assert [str(v) for v in spark_row] == [str(v) for v in duck_row], table
+
+
+def records(tables: dict, table: str) -> list[dict]:
+    columns, rows = tables[table]
+    return [dict(zip([name for name, _ in columns], row, strict=True)) for row in rows]
 
 
 def outcomes_of(outcomes) -> list[tuple]:
@@ -167,8 +173,8 @@ def reference(tmp_path_factory) -> Iterator[dict]:
 
 def test_reference_month_on_spark_equals_duckdb_cell_for_cell(reference):
     assert_same_tables(reference["spark"], reference["duck"])
-    invoices = {row[2]: row for row in reference["spark"]["fct_invoices"][1]}  # by billing_account_id
-    assert {account: row[8] for account, row in invoices.items()} == {  # the specification's totals
+    totals = {row["billing_account_id"]: row["total"] for row in records(reference["spark"], "fct_invoices")}
+    assert totals == {  # the specification's totals
         "C1": D("2527.63"), "C2": D("1000.00"), "C3": D("1938.71"), "C4": D("180.00"), "C5": D("200.00")}
 
 
@@ -238,14 +244,14 @@ ZONE_MONTHS = [month_window("2024-12"), month_window("2025-01")]
 
 
 def bill_scenario(tmp_path_factory, name: str, catalog: str, usage: str, periods: list[Period],
-                  engine: str) -> dict[str, dict]:
+                  engine: str, check: bool = True) -> dict[str, dict]:
     home = new_home(tmp_path_factory, f"{name}-{engine}")
     (home / "catalog.yaml").write_text(catalog, encoding="utf-8")
     (home / "inbox" / "usage.csv").write_text(usage, encoding="utf-8")
     with billing_env(home, home / "catalog.yaml") as env:
         env.setenv("BILLING_ENGINE", engine)
         settings = load_settings()
-        bill(settings, periods)
+        bill(settings, periods, check)
         return {period.key: invoice_tables(settings, period) for period in periods}
 
 
@@ -258,12 +264,15 @@ def zones(tmp_path_factory) -> dict[str, dict]:
 def test_local_months_and_rounding_on_spark_equal_duckdb(zones):
     for period in ZONE_MONTHS:
         assert_same_tables(zones["spark"][period.key], zones["duckdb"][period.key])
-    invoices = {(row[0], row[2]) for month in zones["spark"].values() for row in month["fct_invoices"][1]}
+    invoices = {(row["period"], row["billing_account_id"])
+                for month in zones["spark"].values() for row in records(month, "fct_invoices")}
     # 2024-12-31T23:30Z is 1 January in Budapest, still 31 December in UTC
     assert invoices == {("2024-12", "UTC1"), ("2025-01", "BUD"), ("2025-01", "KWD1"), ("2025-01", "YEN")}
-    amounts = {row[3]: (row[-2], row[-1]) for row in zones["spark"]["2025-01"]["fct_invoice_lines"][1]}
-    assert amounts["YEN"][1] == D("3")  # 2.5 JPY rounds half away from zero
-    assert amounts["KWD1"][1] == D("1.001")  # 1.0005 KWD to 3 places
+    amounts = {row["billing_account_id"]: (row["amount_unrounded"], row["amount"])
+               for row in records(zones["spark"]["2025-01"], "fct_invoice_lines")}
+    assert amounts == {"BUD": (D("3.685"), D("3.69")),  # 0.067 x 55, half away from zero (not 3.68)
+                       "KWD1": (D("1.0005"), D("1.001")),  # 3 places
+                       "YEN": (D("2.5"), D("3"))}  # 0 places
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,10 +281,15 @@ def test_local_months_and_rounding_on_spark_equal_duckdb(zones):
 
 def limits_scenario() -> tuple[str, str, dict[str, Decimal]]:
     """A catalog and usage at the widest values the catalog accepts, and each line's exact amount."""
-    from billing.money import FEE, PRICE, QUANTITY
+    from billing import money
 
-    quantity, price, fee = QUANTITY.largest, PRICE.largest, FEE.largest
-    longest = Decimal(1).scaleb(-PRICE.fraction) * 123456789  # 0.000123456789: every place of the price used
+    if not hasattr(money, "QUANTITY"):  # the limits land with issue 11 (items 11, 12)
+        pytest.skip("billing/money.py states no limits of quantities and prices yet")
+    quantity, price, fee = money.QUANTITY.largest, money.PRICE.largest, money.FEE.largest
+    # packages: one unit less, so that the whole packages, ceil(quantity), are a quantity too
+    # (ceil of the largest quantity is 10^10, one digit more than a quantity has)
+    blocks = quantity - 1
+    longest = Decimal(1).scaleb(-money.PRICE.fraction) * 123456789  # 0.000123456789: every place of the price used
     catalog = f"""
 products:
   - code: WIDE
@@ -295,13 +309,13 @@ account_products:
     usage = ("event_id,customer_id,product_id,quantity,occurred_at\n"
              f"w,BIG,WIDE,{quantity},2025-03-05T00:00:00Z\n"
              f"l,BIG,LONG,{quantity},2025-03-05T00:00:00Z\n"
-             f"b,BIG,BLOCKS,{quantity},2025-03-05T00:00:00Z\n")
+             f"b,BIG,BLOCKS,{blocks},2025-03-05T00:00:00Z\n")
     with localcontext(Context(prec=80)):
         days = Decimal(21) / Decimal(31)  # provisioned from 11 March: 21 of 31 days
         exact = {
             "WIDE": quantity * price,
             "LONG": quantity * longest,
-            "BLOCKS": (quantity // 1 + 1) * price,  # ceil(quantity) packages of 1
+            "BLOCKS": (blocks // 1 + 1) * price,  # ceil(blocks) packages of 1
             "FEE": (fee * 21 * 10 ** 12 // 31) / Decimal(10 ** 12),  # prorated, truncated to 12 places
         }
     assert exact["FEE"] <= fee * days
@@ -311,11 +325,11 @@ account_products:
 def test_amounts_at_the_catalogs_limits_are_exact_on_spark(tmp_path_factory):
     catalog, usage, exact = limits_scenario()
     march = month_window("2025-03")
-    spark = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "spark")[march.key]
-    duck = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "duckdb")[march.key]
+    # rating only: what is compared here is the SQL's arithmetic (the re-rater has its own tests)
+    spark = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "spark", check=False)[march.key]
+    duck = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "duckdb", check=False)[march.key]
     assert_same_tables(spark, duck)
-    columns = [name for name, _ in spark["fct_invoice_lines"][0]]
-    lines = [dict(zip(columns, row, strict=True)) for row in spark["fct_invoice_lines"][1]]
+    lines = records(spark, "fct_invoice_lines")
     assert {line["product_id"]: line["amount_unrounded"] for line in lines} == exact
     for line in lines:
         assert line["amount"] == line["amount_unrounded"].quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)

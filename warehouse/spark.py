@@ -22,6 +22,7 @@ No Spark is needed here: DuckDB writes and reads the Parquet files itself. Paths
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
@@ -215,9 +216,19 @@ def _parquet(folder: Path) -> str:
     return f"read_parquet({_quote(folder / '*.parquet')}, hive_partitioning = false)"
 
 
-# Spark's integer sums are 64-bit where DuckDB's are 128-bit (sum of a BIGINT): copied back, a value
-# only widens. Any other difference (a decimal's precision or scale above all) stops the copy.
+# Where the engines type an unconstrained sum differently, a copied-back value only widens: Spark's
+# integer sums are 64-bit where DuckDB's are 128-bit, and Spark sums a DECIMAL(p, s) as
+# DECIMAL(p + 10, s) where DuckDB makes it DECIMAL(38, s). Any other difference (a decimal's scale
+# above all) stops the copy. The marts' contracts pin their types, so there both sides agree exactly.
 WIDENS = {("BIGINT", "HUGEINT"), ("INTEGER", "BIGINT"), ("INTEGER", "HUGEINT")}
+_DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def _widens(spark: str, warehouse: str) -> bool:
+    if spark == warehouse or (spark, warehouse) in WIDENS:
+        return True
+    theirs, ours = _DECIMAL.fullmatch(spark), _DECIMAL.fullmatch(warehouse)
+    return bool(theirs and ours and theirs[2] == ours[2] and int(theirs[1]) <= int(ours[1]))
 
 
 def _differences(spark_cols: list[tuple[str, str]], expected: list[tuple[str, str]]) -> list[str]:
@@ -225,7 +236,7 @@ def _differences(spark_cols: list[tuple[str, str]], expected: list[tuple[str, st
     out = [f"{name}: only in Spark's" for name in theirs.keys() - ours.keys()]
     out += [f"{name}: only in the warehouse's" for name in ours.keys() - theirs.keys()]
     out += [f"{name}: {theirs[name]} from Spark, {ours[name]} in the warehouse" for name in theirs.keys() & ours.keys()
-            if theirs[name] != ours[name] and (theirs[name], ours[name]) not in WIDENS]
+            if not _widens(theirs[name], ours[name])]
     return sorted(out)
 
 

@@ -63,8 +63,15 @@
 {%- endmacro %}
 
 {% macro duckdb__divide_exact(numerator, denominator) -%}
+    {#- numerator x 10^12 as a 128-bit integer, from its whole part and its fraction apart: in the
+        numerator's own DECIMAL(38, 12) the product overflows from 10^14 on (a large flat fee x days) -#}
+    {%- set whole = 'floor(' ~ numerator ~ ')' -%}
     cast(
-        cast(cast(({{ numerator }}) * 1000000000000 as hugeint) // cast({{ denominator }} as hugeint) as decimal(38, 0))
+        cast(
+            (cast({{ whole }} as hugeint) * 1000000000000
+             + cast((({{ numerator }}) - {{ whole }}) * 1000000000000 as hugeint))
+            // cast({{ denominator }} as hugeint)
+        as decimal(38, 0))
         * cast(0.000000000001 as decimal(13, 12))
     as {{ amount_type() }})
 {%- endmacro %}
