@@ -189,12 +189,6 @@ def issued_invoice(tx: Tx, number: str) -> dict:
     return rows.row(0, named=True)
 
 
-def accounts_of(tx: Tx, account: str) -> set[str]:
-    """The billing account and every customer billed to it (findings name either)."""
-    rows = tx.fetchall("SELECT customer_id FROM raw.catalog_customers WHERE billing_account_id = ?", [account])
-    return {account, *(r[0] for r in rows)}
-
-
 def invoice_view(lifecycle: Lifecycle, person: Person, period: str, account: str,
                  currency: str | None) -> InvoiceView:
     status = one_status(lifecycle, period, account, currency)
@@ -222,13 +216,14 @@ def _invoice_view(lifecycle: Lifecycle, tx: Tx, person: Person, status: DraftSta
         credit_notes = list(tx.frame(
             "SELECT credit_note_number, total, reason_code, comment, issued_by, issue_date FROM ledger.credit_notes "
             "WHERE invoice_number = ? ORDER BY sequence_number", [draft.invoice_number]).iter_rows(named=True))
-    findings = _findings(tx, period, accounts_of(tx, account))
+    facts = lifecycle.facts(tx, period)  # the rules' view of the period: accounts, approvals, makers
+    findings = _findings(tx, period, facts.accounts.get(account, {account}))
     log = list(tx.frame(
         "SELECT seq, acted_at, action, actor_id, actor_role, channel, document_id, reason FROM ledger.actions "
         "WHERE period = ? AND billing_account_id = ? ORDER BY seq", [period, account]).iter_rows(named=True))
     current = {pid for pid, a in current_decisions(status.approvals, draft.fingerprint).items()
                if a.decision == "approved"}
-    return InvoiceView(status, allowed(lifecycle, lifecycle.facts(tx, period), person, status), lineage, findings, log, issued,
+    return InvoiceView(status, allowed(lifecycle, facts, person, status), lineage, findings, log, issued,
                        issued_lines, credit_notes, current)
 
 

@@ -284,8 +284,8 @@ class Lifecycle:
             draft = self.draft(tx, period, account, currency)
             return self._issue(tx, person, draft, issue_date or datetime.now(UTC).date())
 
-    def issue_period(self, person_id: str, period: str, issue_date: date | None = None,
-                     only_without_approval: bool = False) -> tuple[list[Issued], list[DraftStatus]]:
+    def issue_period(self, person_id: str, period: str,
+                     issue_date: date | None = None) -> tuple[list[Issued], list[DraftStatus]]:
         """Issue every issuable draft of the period, in billing-account order, each in its own
         transaction; returns what was issued and the drafts left, each with what it still needs."""
         person = self.person(person_id)
@@ -293,8 +293,6 @@ class Lifecycle:
         issued, left = [], []
         for status in self.status(period):
             if status.state == "issued":
-                continue
-            if only_without_approval and status.draft.billing_account_id not in self.config.approval.no_approval_customers:
                 continue
             if not status.issuable:
                 left.append(status)
