@@ -13,6 +13,8 @@ import statistics
 import sys
 import time
 
+from warehouse.store import open_warehouse
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -22,13 +24,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from fastapi.testclient import TestClient
 
-    from billing.config import load_settings
+    from core.config import load_settings
     from desk.app import SESSION_COOKIE, create_app
     from desk.auth import open_session, sign_out
     from ledger.people import load_people
 
     settings = load_settings(args.config)
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     people = load_people(settings.lifecycle.people)
     finance = [p for p in people.values() if p.role == "finance"]
     if not finance:

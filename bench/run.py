@@ -4,12 +4,12 @@
                         [--engines duckdb|duckdb,spark]
     (or: EVENTS=... ENGINES=duckdb,spark make bench)
 
-1. Generates the demo dataset (`billing.demo.generate_demo`, defects planted) into a fresh temporary
+1. Generates the demo dataset (`demo.dataset.generate_demo`, defects planted) into a fresh temporary
    folder; timed on its own, it is not a pipeline stage. `--formats csv` makes every usage file CSV
    (the default `mixed` alternates CSV and JSON lines, as the demo does).
 2. Runs the stages in this process through `billing.runner`, exactly as `billing run` does:
    catalog (prepare + load_catalog_stage), collect, normalize, rate (dbt build) for the demo's last
-   month, check. Settings come from `billing.config.load_settings` with BILLING_HOME = the folder.
+   month, check. Settings come from `core.config.load_settings` with BILLING_HOME = the folder.
    Then, not a stage: the independent re-rater reading raw.events (`quality.rerate.rerate_warehouse`).
    With `--engines duckdb,spark`, the same month is rated again on Spark (local mode, in this process:
    `billing.rating.run_on_spark`), twice: the first run starts Spark, the second finds it running.
@@ -46,6 +46,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from warehouse.store import open_warehouse
 
 # Wide enough for the tables when the output goes to a file or a pipe (rich would use 80 columns).
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
@@ -254,7 +256,7 @@ def _dbt_build_seconds(folder: Path) -> float | None:
 
 
 def _events_in(settings, start: datetime, end: datetime) -> int:
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     with warehouse.transaction() as tx:
         return int(tx.fetchall("SELECT COUNT(*) FROM raw.events WHERE occurred_at >= ? AND occurred_at < ?",
                                [start, end])[0][0])
@@ -294,9 +296,9 @@ def rate_on_spark(home: Path, settings, period, in_month: int, result: Result) -
 def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, formats: str = "mixed",
                  engines: tuple[str, ...] = ("duckdb",)) -> Result:
     from billing import runner
-    from billing.config import load_settings
-    from billing.demo import generate_demo
-    from billing.periods import month_window
+    from core.config import load_settings
+    from core.periods import month_window
+    from demo.dataset import generate_demo
 
     with measure("generate demo data") as m:
         summary = generate_demo(home, events=events, customers=customers, defects=True, formats=FORMATS[formats])

@@ -30,12 +30,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from core.config import Settings, load_settings
+from core.money import round_money
+from core.periods import month_window
 from desk import cli as desk_cli
+from warehouse.store import open_warehouse
 
 from . import lifecycle_cli, runner, webhooks_cli
-from .config import Settings, load_settings
-from .money import round_money
-from .periods import month_window
 
 # Markup only in the CLI's own words: user data (ids, names, paths, error texts) is printed as rich Text,
 # never parsed as markup; no highlighting (its regexes take minutes on a long value) and no emoji codes
@@ -115,7 +116,7 @@ def bill_month(settings: Settings, month: str, expectations: bool = False) -> li
 
     period = month_window(month)
     run_id = uuid.uuid4().hex  # of the findings and of the kept validation results
-    _print("Billing ", (period.key, "bold"), " into ", settings.warehouse().describe())
+    _print("Billing ", (period.key, "bold"), " into ", open_warehouse(settings).describe())
     with _stage("prepare warehouse"):
         warehouse = runner.prepare(settings)
     with _stage(f"load catalog {settings.catalog}"):
@@ -216,7 +217,7 @@ def upload(settings: Settings, file: Path, source_name: str) -> int:
 
 
 def demo(settings: Settings, events: int, customers: int, expectations: bool = False) -> int:
-    from .demo import DemoHomeRefused, generate_demo, prepare_home
+    from demo.dataset import DemoHomeRefused, generate_demo, prepare_home
 
     home = settings.home
     try:
@@ -248,7 +249,7 @@ def demo(settings: Settings, events: int, customers: int, expectations: bool = F
     from desk.auth import give_passwords
     from ledger.people import load_people
 
-    passwords = give_passwords(settings.warehouse(), list(load_people(home / "people.yaml")))
+    passwords = give_passwords(open_warehouse(settings), list(load_people(home / "people.yaml")))
     _print("the review desk (`make serve`, then http://127.0.0.1:8000): sign in with these passwords, shown only "
            "this once (`billing people set-password PERSON` sets a new one):")
     for person_id, password in passwords.items():
@@ -271,7 +272,7 @@ def planted_or_not(blocked, planted: frozenset[tuple[str, str]]) -> tuple[list, 
 def explain(settings: Settings, line_id: str, events: bool, limit: int) -> int:
     from .explain import explain_line, render
 
-    with settings.warehouse().transaction() as tx:
+    with open_warehouse(settings).transaction() as tx:
         found = explain_line(tx, line_id, events=limit if events else None)
     if found is None:
         _print(("no invoice line ", "red"), (clip(line_id), "red"), " (line ids: marts.fct_invoice_lines.line_id)")

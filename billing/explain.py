@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.money import round_money
 from warehouse.store import Tx
-
-from .money import round_money
 
 LINE_SELECT = """
 SELECT l.period, l.line_id, l.invoice_id, l.billing_account_id, i.customer_name, l.currency, l.line_type,

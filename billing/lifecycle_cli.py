@@ -17,8 +17,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .config import Settings
-from .money import round_money
+from core.config import Settings
+from core.money import round_money
+from warehouse.store import open_warehouse
 
 REFUSED = 4
 console = Console(highlight=False, emoji=False)
@@ -173,7 +174,7 @@ def _issued(done) -> None:
 def refresh(settings: Settings, month: str) -> None:
     """Rate and check the period again, so the draft shows what the ledger added (no collection)."""
     from billing import runner
-    from billing.periods import month_window
+    from core.periods import month_window
 
     period = month_window(month)
     warehouse = runner.prepare(settings)
@@ -218,7 +219,7 @@ def export(settings: Settings, month: str, out: Path | None) -> int:
     from ledger.exports import export_period
 
     folder = out or settings.home / "exports" / month
-    with settings.warehouse().transaction() as tx:
+    with open_warehouse(settings).transaction() as tx:
         files = export_period(tx, month, folder)
     for path in files:
         _say(f"wrote {path}")
@@ -228,7 +229,7 @@ def export(settings: Settings, month: str, out: Path | None) -> int:
 def verify(settings: Settings, head: str | None) -> int:
     from ledger import audit
 
-    with settings.warehouse().transaction() as tx:
+    with open_warehouse(settings).transaction() as tx:
         checked = audit.verify(tx, head)
     if checked.ok:
         _say(("audit log verified: ", "green"), f"{checked.entries} entries, head {checked.head or '(empty)'}")

@@ -13,8 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from .config import Settings
-from .periods import Period
+from core.config import Settings
+from core.periods import Period
+from warehouse.store import open_warehouse
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "dbt_project"
 
@@ -26,7 +27,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     if settings.engine in ("duckdb", "spark"):
         env["BILLING_DUCKDB_PATH"] = str(settings.duckdb_path.resolve())
     else:
-        env.update(postgres_env(settings.warehouse().postgres_dsn or ""))
+        env.update(postgres_env(open_warehouse(settings).postgres_dsn or ""))
     if settings.engine == "spark":
         env["BILLING_SPARK_DIR"] = str(spark_dir(settings))
     return env
@@ -143,7 +144,7 @@ def run_on_spark(settings: Settings, period: Period, command: str = "build", ext
         timings[step] = now - clock
         clock = now
 
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     folder = spark_dir(settings)
     on_duckdb = replace(settings, engine="duckdb")
     export_raw(warehouse, folder, period, source_tables(DBT_PROJECT_DIR))

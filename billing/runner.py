@@ -22,18 +22,17 @@ from collectors.sources import (
     load_sources,
 )
 from collectors.upload import collect_inbox
+from core.config import Settings
+from core.periods import Period
 from normalize.load import FileLoad, load_pending
-from warehouse.store import Warehouse
-
-from .config import Settings
-from .periods import Period
+from warehouse.store import Warehouse, open_warehouse
 
 Progress = Callable[[str], None]
 
 
 def prepare(settings: Settings) -> Warehouse:
     """Open the warehouse and create the raw schema if it is new."""
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     warehouse.ensure_schema()
     return warehouse
 

@@ -14,9 +14,9 @@ import argparse
 import time
 from datetime import UTC
 
+from core.config import Settings
 from ledger.webhooks import Summary, dispatch, endpoints_from_config, status
-
-from .config import Settings
+from warehouse.store import open_warehouse
 
 DEAD_LETTERS = 3  # exit status when an event ran out of attempts
 
@@ -40,7 +40,7 @@ def main(settings: Settings, args: argparse.Namespace) -> int:
     if not endpoints:
         print("no webhook endpoints are configured (webhooks: in billing.yaml, docs/webhooks.md)")
         return 0
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     if args.webhooks_action == "status":
         return _status(warehouse, endpoints)
     if args.interval <= 0 or args.duration < 0:

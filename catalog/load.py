@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from billing.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
+from core.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 
 from .model import (
     AGGREGATIONS,
@@ -93,7 +93,7 @@ class _Reader:
         return str(value).strip()
 
     def decimal(self, entry: dict, key: str, where: str, digits: Digits, *, required: bool = True):
-        """A non-negative decimal that `digits` keeps exactly (billing/money.py), else a CatalogError."""
+        """A non-negative decimal that `digits` keeps exactly (core/money.py), else a CatalogError."""
         value = entry.get(key)
         if value is None:
             if required:

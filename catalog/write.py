@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
+from core.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 from warehouse.schema import CATALOG_TABLES
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse
 
@@ -17,7 +17,7 @@ def _decimal(digits: Digits) -> pl.Decimal:
     return pl.Decimal(digits.precision, digits.fraction)
 
 
-# The decimal columns of the catalog tables, at the sizes of warehouse/schema.py (billing/money.py).
+# The decimal columns of the catalog tables, at the sizes of warehouse/schema.py (core/money.py).
 DECIMALS = {
     **dict.fromkeys(["included_units", "lower_bound", "up_to"], _decimal(QUANTITY)),
     **dict.fromkeys(["unit_price", "package_price"], _decimal(PRICE)),

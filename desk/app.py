@@ -22,12 +22,13 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from billing.config import Settings
-from billing.money import round_money
-from billing.periods import month_window
+from core.config import Settings
+from core.money import round_money
+from core.periods import month_window
 from ledger.lifecycle import REASON_CODES, Lifecycle, NotFound
 from ledger.people import Person, load_people
 from ledger.policy import Refused, require_role
+from warehouse.store import open_warehouse
 
 from . import auth, pages
 from .downloads import lines_csv
@@ -73,7 +74,7 @@ class Visit:
 def create_app(settings: Settings, *, failure_delay: float = 1.0, secure_cookies: bool = False) -> FastAPI:
     """The desk for one configuration. `failure_delay`: seconds a failed sign-in waits before answering;
     `secure_cookies`: mark cookies Secure (behind HTTPS)."""
-    settings.warehouse().ensure_schema()  # the desk's tables (ledger.credentials, sessions, ...)
+    open_warehouse(settings).ensure_schema()  # the desk's tables (ledger.credentials, sessions, ...)
     app = FastAPI(title="Billing review desk", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -101,7 +102,7 @@ def create_app(settings: Settings, *, failure_delay: float = 1.0, secure_cookies
     def visit(request: Request, *, hold: bool = True, csrf: str | None = None) -> Iterator[Visit]:
         """The signed-in person of this request (else a redirect to sign-in); `hold`: one connection for
         the whole request (pages); actions open their own per step. `csrf`: the form's token, checked."""
-        warehouse = settings.warehouse()
+        warehouse = open_warehouse(settings)
         people = load_people(settings.lifecycle.people)
         with warehouse.session() if hold else nullcontext():
             with warehouse.transaction() as tx:
@@ -165,7 +166,7 @@ def create_app(settings: Settings, *, failure_delay: float = 1.0, secure_cookies
         person_id = person_id.strip()
         client = request.client.host if request.client else None
         try:
-            session_id, _ = auth.sign_in(settings.warehouse(), person_id, password, client, person_id in people)
+            session_id, _ = auth.sign_in(open_warehouse(settings), person_id, password, client, person_id in people)
         except auth.SignInRefused as exc:
             time.sleep(failure_delay)  # bounded: each failure waits, many lock the person out for a while
             return render(request, "sign_in.html", 401, sign_in_csrf=token, next=_local(next), error=str(exc),

@@ -6,7 +6,8 @@ import argparse
 import getpass
 import sys
 
-from billing.config import Settings
+from core.config import Settings
+from warehouse.store import open_warehouse
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def set_password(settings: Settings, person_id: str, from_stdin: bool) -> int:
             print("error: the two passwords differ; nothing stored", file=sys.stderr)
             return 1
     try:
-        store(settings.warehouse(), person_id, password)
+        store(open_warehouse(settings), person_id, password)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

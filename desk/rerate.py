@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from billing.config import Settings
+from core.config import Settings
 
 _one_at_a_time = threading.Lock()  # dbt's in-process runner is not made for concurrent invocations
 

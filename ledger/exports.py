@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billing.periods import month_window
+from core.periods import month_window
 
 from .schema import SCHEMA
 

@@ -16,9 +16,9 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from billing.config import Settings
-from billing.money import minor_units, round_money
-from warehouse.store import Tx, Warehouse
+from core.config import Settings
+from core.money import minor_units, round_money
+from warehouse.store import Tx, Warehouse, open_warehouse
 
 from . import audit
 from .drafts import Draft, DraftLine, RatingRun, latest_rating_run, load_drafts
@@ -84,7 +84,7 @@ class Lifecycle:
         self.settings = settings
         self.config = settings.lifecycle
         self.channel = channel
-        self.warehouse = warehouse or settings.warehouse()
+        self.warehouse = warehouse or open_warehouse(settings)
         self.people = people if people is not None else load_people(self.config.people)
 
     # -- who -------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from billing.config import ApprovalPolicy
+from core.config import ApprovalPolicy
 
 from .people import Person
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 SCHEMA = "ledger"
 MONEY = "DECIMAL(38, 12)"  # amounts as issued (already rounded to the currency) and unit prices
-EXACT = "DECIMAL(38, 21)"  # a tier's unrounded amount, as exact as the rating's (billing/money.py limits)
+EXACT = "DECIMAL(38, 21)"  # a tier's unrounded amount, as exact as the rating's (core/money.py limits)
 
 TABLES: dict[str, str] = {
     # The action log: one row per action, a hash chain (audit.py). seq orders it.

@@ -25,13 +25,13 @@ from typing import BinaryIO
 
 import polars as pl
 
-from billing.money import QUANTITY as QUANTITY_DIGITS
 from collectors.sources import EVENT_FIELDS, SourceConfig
+from core.money import QUANTITY as QUANTITY_DIGITS
 
 NUL = "\x00"  # a text value holding it cannot be stored by PostgreSQL: such a row is quarantined (on every engine)
-SCALE = QUANTITY_DIGITS.fraction  # decimal places kept for quantities (billing/money.py)
+SCALE = QUANTITY_DIGITS.fraction  # decimal places kept for quantities (core/money.py)
 QUANTITY = pl.Decimal(38, SCALE)
-# The largest quantity accepted (billing/money.py): beyond it, a line's quantity x price would not
+# The largest quantity accepted (core/money.py): beyond it, a line's quantity x price would not
 # stay exact within 38 digits, so the row is quarantined instead.
 _QUANTITY_LIMIT = pl.lit(QUANTITY_DIGITS.largest, dtype=QUANTITY)
 _HAS_ZONE = r"(Z|z|[+-]\d{2}(:?\d{2})?)$"

@@ -8,10 +8,11 @@
 
 import dagster as dg
 
-from billing.config import load_settings
 from catalog.load import load_catalog
+from core.config import load_settings
 from quality import checks as q
 from quality.findings import write_findings
+from warehouse.store import open_warehouse
 
 from .partitions import period_of
 
@@ -34,7 +35,7 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         period = period_of(context.run.tags.get("dagster/partition") or "")
         settings = load_settings()
-        warehouse = settings.warehouse()
+        warehouse = open_warehouse(settings)
         with warehouse.transaction() as tx:
             outcome = check_fn(tx, period, load_catalog(settings.catalog))
         # Every finding also lands in marts.quality_findings, replacing this check's rows for the period.
@@ -56,7 +57,7 @@ def _check_period(context: dg.AssetCheckExecutionContext):
     """The run's month; a run without a partition (a sensor's collect run) checks the current UTC month."""
     from datetime import UTC, datetime
 
-    from billing.periods import month_window
+    from core.periods import month_window
 
     partition = context.run.tags.get("dagster/partition")
     return period_of(partition) if partition else month_window(datetime.now(UTC).date())
@@ -69,7 +70,7 @@ def _expectations_result(name: str, context: dg.AssetCheckExecutionContext) -> d
     period = _check_period(context)
     settings = load_settings()
     # Failures also land in marts.quality_findings, replacing this check's rows for the period.
-    [done] = gxq.run_checks(settings.warehouse(), period, settings.home, context.run.run_id, [name])
+    [done] = gxq.run_checks(open_warehouse(settings), period, settings.home, context.run.run_id, [name])
     results, passed, summary = done.results, done.outcome.passed, done.outcome.summary
     failed = [{"suite": r.suite, "table": r.table, "expectation": f["expectation"],
                "unexpected_count": f["unexpected_count"], "observed_value": f["observed_value"],

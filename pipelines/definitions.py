@@ -7,8 +7,8 @@ file, if the config names one (`sources:` / `$BILLING_SOURCES`: each source beco
 
 import dagster as dg
 
-from billing.config import Settings, load_settings
 from collectors.sources import load_sources
+from core.config import Settings, load_settings
 
 from .checks import asset_checks
 from .ingest import DEFAULT_SOURCE, build_landed_files, build_source_asset, catalog, raw_events

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 import dagster as dg
 
 from billing import runner
-from billing.config import load_settings
 from collectors.sources import SftpSettings, SourceConfig, load_sources
+from core.config import load_settings
 from warehouse.schema import CATALOG_TABLES
 
 DEFAULT_SOURCE = "upload"  # the always-present upload source: the config's inbox, collected by raw/landed_files

@@ -4,8 +4,9 @@ the issuing of every issuable draft of the month (docs/lifecycle.md)."""
 
 import dagster as dg
 
-from billing.config import load_settings
+from core.config import load_settings
 from ledger.schema import TABLES
+from warehouse.store import open_warehouse
 
 from .partitions import billing_months, period_of
 
@@ -36,7 +37,7 @@ def rating_run(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
     period = period_of(context.partition_key)
     settings = load_settings()
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     outcomes = run_checks(warehouse, period, load_catalog(settings.catalog), context.run.run_id)
     recorded = runner.record_rating_run(settings, warehouse, period, outcomes, context.run.run_id)
     blocking = [o.name for o in outcomes if o.blocking and not o.passed]

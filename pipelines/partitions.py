@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from billing.periods import Period, month_window
+from core.periods import Period, month_window
 
 billing_months = dg.MonthlyPartitionsDefinition(start_date="2025-01-01")
 

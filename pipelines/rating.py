@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
-from billing.config import load_settings
 from billing.rating import DBT_PROJECT_DIR, dbt_env, environment
+from core.config import load_settings
 
 from .partitions import billing_months, period_of
 

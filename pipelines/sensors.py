@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 
 import dagster as dg
 
-from billing.config import load_settings
 from collectors.sources import SftpSettings, SourceConfig, UploadSettings
 from collectors.upload import pending_files
+from core.config import load_settings
 
 from .ingest import DEFAULT_SOURCE, EVENT_TABLES, raw, source_key
 

@@ -9,31 +9,21 @@ from __future__ import annotations
 import os
 import re
 import zlib
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import polars as pl
 
-from billing.money import MONEY, round_money
-from billing.periods import Period
 from catalog.model import Catalog
+from core.money import MONEY, round_money
+from core.periods import Period
 from normalize.load import CONFLICT_MARK
 from warehouse.store import Tx, Warehouse
 
-from .findings import write_findings
+from .findings import CheckOutcome, write_findings
 from .rerate import rerate_warehouse
 
 MARTS = "marts"
-
-
-@dataclass
-class CheckOutcome:
-    name: str
-    passed: bool
-    blocking: bool
-    summary: str
-    findings: list[dict] = field(default_factory=list)
 
 
 def _rows(tx: Tx, sql: str, params: list) -> list[dict]:

@@ -8,7 +8,7 @@ comparison that matters (quantity >= 0, amount = round(amount_unrounded), decima
 is made on exact decimals, never on binary floats.
 
 Some expectations read derived columns computed here from the row itself, exactly, with the
-project's money rules (billing/money.py): `minor_units` of the currency, `amount_decimals`,
+project's money rules (core/money.py): `minor_units` of the currency, `amount_decimals`,
 `amount_expected` (amount_unrounded rounded once to the currency's minor unit), and so on; their
 names say what they hold.
 
@@ -37,12 +37,11 @@ from typing import Any
 
 import polars as pl
 
-from billing.money import MINOR_UNITS, round_money
-from billing.periods import Period
+from core.money import MINOR_UNITS, round_money
+from core.periods import Period
 from warehouse.store import Tx, Warehouse
 
-from .checks import CheckOutcome
-from .findings import write_findings
+from .findings import CheckOutcome, write_findings
 
 logger = logging.getLogger(__name__)
 

@@ -13,15 +13,24 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import polars as pl
 
 from warehouse.store import Tx, Warehouse
 
-if TYPE_CHECKING:
-    from .checks import CheckOutcome
+
+@dataclass
+class CheckOutcome:
+    """What one check found: `blocking` findings stop the month's invoices from being issued."""
+
+    name: str
+    passed: bool
+    blocking: bool
+    summary: str
+    findings: list[dict] = field(default_factory=list)
+
 
 TABLE = "marts.quality_findings"
 

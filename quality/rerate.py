@@ -30,15 +30,15 @@ from decimal import Decimal
 
 import polars as pl
 
-from billing.money import AMOUNT, MONEY, round_money
-from billing.money import QUANTITY as QUANTITY_DIGITS
-from billing.periods import Period
 from catalog.model import Catalog, Contract, Rate
+from core.money import AMOUNT, MONEY, round_money
+from core.money import QUANTITY as QUANTITY_DIGITS
+from core.periods import Period
 from warehouse.store import RAW_SCHEMA, Tx
 
 from .rerate_pricing import price_segment
 
-# Sizes from billing/money.py; 38 digits wide so that sums of a month never overflow here.
+# Sizes from core/money.py; 38 digits wide so that sums of a month never overflow here.
 QUANTITY = pl.Decimal(38, QUANTITY_DIGITS.fraction)  # as the warehouse stores quantities
 EXACT = pl.Decimal(38, AMOUNT.fraction)  # unrounded amounts: quantity (9 places) x price (12 places)
 MONEY_TYPE = pl.Decimal(38, MONEY.fraction)  # rounded amounts: places for every ISO 4217 minor unit

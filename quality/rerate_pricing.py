@@ -4,7 +4,7 @@ This is the independent re-rater's arithmetic. It shares nothing with the dbt SQ
 that a disagreement between the two points at a bug in one of them. Everything is `Decimal`, and
 every step except the flat-fee proration runs in a context that raises on any inexact result, so a
 rounding can never slip in unnoticed: the only rounding of money happens later, once per line,
-through `billing.money.round_money`.
+through `core.money.round_money`.
 """
 
 from __future__ import annotations

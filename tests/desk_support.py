@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from billing.config import load_settings
+from core.config import load_settings
 from desk.auth import set_password
 from desk.rerate import release_dbt_duckdb
+from warehouse.store import open_warehouse
 
 from lifecycle_support import run_month
 from support import REFERENCE, billing_env, drop_reference_usage
@@ -38,7 +39,7 @@ def desk_month(home: Path, postgres_dsn: str | None = None) -> Iterator:
         release_dbt_duckdb()  # the billing ran dbt in this process: let go of the file, as the desk does
         settings = load_settings()
         for person, password in PASSWORDS.items():
-            set_password(settings.warehouse(), person, password)
+            set_password(open_warehouse(settings), person, password)
         yield settings
 
 

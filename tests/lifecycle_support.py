@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from billing.cli import main
-from billing.config import load_settings
+from core.config import load_settings
 from ledger.lifecycle import Lifecycle
 
 from support import REFERENCE, billing_env, drop_reference_usage, postgres_database  # noqa: F401 (re-exported)

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from billing import runner
-from billing.config import Settings, load_settings
-from billing.periods import month_window
+from core.config import Settings, load_settings
+from core.periods import month_window
 from warehouse.store import Warehouse
 
 from support import billing_env

@@ -6,6 +6,7 @@ import duckdb
 import pytest
 
 from billing.cli import EXIT_BLOCKED, main
+from warehouse.store import open_warehouse
 
 from support import drop_reference_usage
 
@@ -43,8 +44,8 @@ def test_broken_catalog_names_file_and_entry(billing_env, tmp_path, monkeypatch,
 
 def test_misrated_check_names_exactly_the_altered_line(billing_env):
     from billing import runner
-    from billing.config import load_settings
-    from billing.periods import month_window
+    from core.config import load_settings
+    from core.periods import month_window
 
     drop_reference_usage(billing_env / "inbox")
     assert main(["run", "--month", "2026-10"]) == EXIT_BLOCKED
@@ -53,7 +54,7 @@ def test_misrated_check_names_exactly_the_altered_line(billing_env):
                 "where billing_account_id = 'C1' and product_id = 'SMS'")
     con.close()
     settings = load_settings()
-    outcomes = {o.name: o for o in runner.check(settings, settings.warehouse(), month_window("2026-10"))}
+    outcomes = {o.name: o for o in runner.check(settings, open_warehouse(settings), month_window("2026-10"))}
     misrated = outcomes["misrated_lines"]
     assert not misrated.passed
     assert [(f["billing_account_id"], f["product_id"], f["amount"], f["expected_amount"])
@@ -136,9 +137,9 @@ def test_a_rejected_file_blocks_the_month_and_quarantined_rows_are_warnings(bill
     import hashlib
 
     from billing import cli
-    from billing.config import load_settings
-    from billing.periods import month_window
     from collectors.landing import land_file
+    from core.config import load_settings
+    from core.periods import month_window
     from normalize.load import load_pending
     from quality.checks import rejected_files
 
@@ -179,7 +180,7 @@ def test_a_rejected_file_blocks_the_month_and_quarantined_rows_are_warnings(bill
     # Which months it blocks: the months of the dates it shows, the month it was received in and the one
     # before; not a month that ended before it was received with none of its dates.
     settings = load_settings()
-    warehouse = settings.warehouse()
+    warehouse = open_warehouse(settings)
     received = query_one(warehouse, "select received_at from raw.landed_files where file_id = ?", semicolon_id)
     this_month = month_window(f"{received.year:04d}-{received.month:02d}")
     with warehouse.transaction() as tx:

@@ -13,6 +13,7 @@ import json
 import pytest
 
 from billing import cli, runner
+from warehouse.store import open_warehouse
 
 from support import REFERENCE, billing_env, drop_reference_usage, new_home, query
 
@@ -22,14 +23,14 @@ SUITES = ("raw_events", "fct_invoices", "fct_invoice_lines", "fct_invoice_line_t
 @pytest.fixture(scope="module")
 def billed(tmp_path_factory):
     """Bill October 2026 with --expectations; yields (home, printed output)."""
-    from billing.config import load_settings
+    from core.config import load_settings
 
     home = new_home(tmp_path_factory, "cli-expectations")
     real_rate = runner.rate
 
     def rate_then_alter_a_line(settings, period):
         result = real_rate(settings, period)
-        with load_settings().warehouse().transaction() as tx:
+        with open_warehouse(load_settings()).transaction() as tx:
             tx.execute("UPDATE marts.fct_invoice_lines SET amount = amount + 0.01 "
                        "WHERE period = '2026-10' AND billing_account_id = 'C1' AND product_id = 'SMS'")
         return result

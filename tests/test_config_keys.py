@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from billing.cli import main
-from billing.config import load_settings
+from core.config import load_settings
 
 FULL = """
 home: data

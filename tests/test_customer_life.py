@@ -12,8 +12,8 @@ from decimal import Decimal
 import pytest
 from scenario import bill, own_postgres_database, rows
 
-from billing.periods import month_window
 from catalog.load import load_catalog
+from core.periods import month_window
 from quality.rerate import rerate_warehouse
 
 D = Decimal

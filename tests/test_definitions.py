@@ -49,7 +49,7 @@ def test_definitions_load_with_the_billing_graph():
 
 
 def test_definitions_have_sensors_and_without_a_sources_file_the_graph_is_the_inbox(billing_env):
-    from billing.config import load_settings
+    from core.config import load_settings
     from pipelines.definitions import build_defs, defs
 
     sensor = defs.resolve_sensor_def("upload_inbox_sensor")
@@ -62,7 +62,7 @@ def test_definitions_have_sensors_and_without_a_sources_file_the_graph_is_the_in
 
 
 def test_configured_sources_are_assets_upstream_of_the_manifest_each_with_a_sensor(billing_env, monkeypatch):
-    from billing.config import load_settings
+    from core.config import load_settings
     from pipelines.definitions import build_defs
 
     from support import ROOT

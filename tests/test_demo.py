@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from billing.demo import COLUMNS, UNKNOWN_CUSTOMER, generate_demo, main
 from catalog.load import load_catalog
+from demo.dataset import COLUMNS, UNKNOWN_CUSTOMER, generate_demo, main
 
 EVENTS = 6_000
 DEFECT_KINDS = {"malformed_quantity", "negative_quantity", "duplicate_event", "unknown_customer", "no_price",
@@ -263,7 +263,7 @@ def test_billing_demo_refuses_a_home_it_did_not_make_and_touches_nothing(tmp_pat
 
 
 def test_the_demo_home_is_absent_empty_or_marked(tmp_path):
-    from billing.demo import HOME_MARKER, DemoHomeRefused, prepare_home
+    from demo.dataset import HOME_MARKER, DemoHomeRefused, prepare_home
 
     absent = prepare_home(tmp_path / "new" / "home")
     assert sorted(p.name for p in absent.iterdir()) == [HOME_MARKER]

@@ -1,6 +1,6 @@
 """`billing demo` (what `make demo` runs), at a small size: the checks find exactly the planted defects.
 
-The demo generator plants defects (billing/demo.py, `DemoSummary.defects`). Two are the billed
+The demo generator plants defects (demo/dataset.py, `DemoSummary.defects`). Two are the billed
 month's unrated usage, and are its only blocking findings: the unknown customer and the EUR
 customer's SMS (no EUR price). The naive timestamp, a row of the billed month's part 3, is in
 `raw.quarantine` and a warning (`quarantined_rows`). The others are accounted for in earlier months:
@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from billing import cli
-from billing.demo import UNKNOWN_CUSTOMER, generate_demo
+from demo.dataset import UNKNOWN_CUSTOMER, generate_demo
 
 from support import billing_env, query
 

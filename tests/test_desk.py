@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from billing.cli import main
 from desk.app import SESSION_COOKIE, create_app
+from warehouse.store import open_warehouse
 
 from desk_support import HOSTILE_NAME, csrf_of, desk_month, sign_in
 from support import new_home, query
@@ -137,11 +138,11 @@ def test_period_page_shows_states_totals_checks_and_what_blocks(desk):
 
 
 def test_invoice_page_shows_each_line_as_billing_explain_does(desk):
-    from billing.config import load_settings
     from billing.explain import explain_line, render
+    from core.config import load_settings
 
     page = html.unescape(client_of(desk, "ada").get(f"{OCT}/invoices/C1").text)
-    with load_settings().warehouse().transaction() as tx:
+    with open_warehouse(load_settings()).transaction() as tx:
         ids = [r[0] for r in tx.fetchall("SELECT line_id FROM marts.fct_invoice_lines WHERE period = '2026-10' "
                                          "AND billing_account_id = 'C1'")]
         assert ids

@@ -11,7 +11,7 @@ import json
 import dagster as dg
 import pytest
 
-from billing.periods import month_window
+from core.periods import month_window
 from quality import expectations as gxq
 from warehouse.store import Warehouse
 

@@ -14,8 +14,9 @@ from decimal import Decimal
 import pytest
 
 from billing.cli import EXIT_BLOCKED, main
-from billing.config import load_settings
 from collectors.landing import land_file
+from core.config import load_settings
+from warehouse.store import open_warehouse
 
 from support import REFERENCE, ROOT, query, reference_month_billed
 
@@ -74,7 +75,7 @@ def test_file_delivered_twice_appears_once(billed):
     settings = load_settings()
     again = settings.home / "resent.csv"
     shutil.copy(REFERENCE / "usage" / "globex-october.csv", again)
-    landed = land_file(settings.warehouse(), settings.landing, again, source="sftp-drop", collector="sftp",
+    landed = land_file(open_warehouse(settings), settings.landing, again, source="sftp-drop", collector="sftp",
                        original_name="GLOBEX_OCT_RESEND.csv")
     assert not landed.is_new
     before = query(billed, "select * from marts.fct_invoice_line_sources order by line_id, file_id")

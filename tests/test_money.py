@@ -3,7 +3,7 @@ from decimal import Decimal
 import duckdb
 import pytest
 
-from billing.money import minor_units, round_money
+from core.money import minor_units, round_money
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def test_minor_units_from_iso_4217():
 
 
 def test_sql_rounding_macro_agrees_with_python():
-    """The dbt macro round_money, rendered for DuckDB, rounds as billing.money does."""
+    """The dbt macro round_money, rendered for DuckDB, rounds as core.money does."""
     from pathlib import Path
 
     macro = (Path(__file__).parent.parent / "dbt_project" / "macros" / "money.sql").read_text()

@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from billing.periods import month_window, previous_month
 from billing.rating import dbt_args
+from core.periods import month_window, previous_month
 
 
 def test_month_is_half_open_and_knows_its_length():

@@ -37,6 +37,7 @@ import pytest
 
 from billing import runner
 from billing.cli import EXIT_BLOCKED, main
+from warehouse.store import open_warehouse
 
 from support import billing_env, copy_warehouse, new_home, query
 
@@ -51,7 +52,7 @@ LIFECYCLE_CHECKS = ("corrections_outside_lookback",)  # nothing was issued here:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """Bill October with every fault planted; yields (warehouse path, the run's printed output)."""
-    from billing.config import load_settings
+    from core.config import load_settings
 
     home = new_home(tmp_path_factory, "planted")
     for path in sorted((DATA / "usage").iterdir()):
@@ -59,7 +60,7 @@ def planted(tmp_path_factory):
     real_rate = runner.rate
 
     def rate_with_faults(settings, period):
-        warehouse = load_settings().warehouse()
+        warehouse = open_warehouse(load_settings())
         with warehouse.transaction() as tx:  # before rating: two of D4's rows are lost
             tx.execute("DELETE FROM raw.events WHERE event_id IN ('d4-api-10-2', 'd4-api-10-3')")
         result = real_rate(settings, period)
@@ -87,8 +88,8 @@ def sha256(name: str) -> str:
 @pytest.fixture(scope="module")
 def outcomes(planted):
     """The checks' outcomes, run again on the billed warehouse (the same functions `billing run` ran)."""
-    from billing.config import load_settings
-    from billing.periods import month_window
+    from core.config import load_settings
+    from core.periods import month_window
 
     path, _ = planted
     with billing_env(path.parent, DATA / "catalog.yaml"):
@@ -96,7 +97,7 @@ def outcomes(planted):
         from catalog.load import load_catalog
         from quality import checks as q
 
-        with settings.warehouse().transaction() as tx:
+        with open_warehouse(settings).transaction() as tx:
             return {check.__name__: check(tx, month_window("2026-10"), load_catalog(settings.catalog))
                     for check in q.CHECKS}
 
@@ -207,8 +208,8 @@ RECEIVED = {"usage-2026-07.csv": "2026-07-31 18:00:00+00", "usage-2026-08.csv": 
 def test_conservation_names_a_broken_file_in_its_own_periods_only(planted, tmp_path):
     """A file is checked with the periods it contributed events to and the period it was received in;
     october-dogwood.csv (rows 2-3 lost) is a finding of October, not of the months that follow."""
-    from billing.periods import month_window
     from catalog.load import load_catalog
+    from core.periods import month_window
     from quality import checks as q
     from warehouse.store import Warehouse
 

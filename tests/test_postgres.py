@@ -23,9 +23,9 @@ import psycopg
 import pytest
 
 from billing import runner
-from billing.config import Settings, load_settings
-from billing.periods import month_window
-from warehouse.store import Warehouse
+from core.config import Settings, load_settings
+from core.periods import month_window
+from warehouse.store import Warehouse, open_warehouse
 
 from support import drop_reference_usage
 
@@ -120,7 +120,7 @@ def _order_key(row: tuple) -> tuple:
 def invoice_tables(settings: Settings) -> dict[str, tuple[list[str], list[tuple]]]:
     """Every column of every invoice table, rows in a fixed order (sorted here: no collation involved)."""
     tables = {}
-    with settings.warehouse().transaction() as tx:
+    with open_warehouse(settings).transaction() as tx:
         for table in INVOICE_TABLES:
             columns = [name for (name,) in tx.fetchall(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = 'marts' "
@@ -132,7 +132,7 @@ def invoice_tables(settings: Settings) -> dict[str, tuple[list[str], list[tuple]
 
 
 def raw_counts(settings: Settings) -> dict[str, int]:
-    with settings.warehouse().transaction() as tx:
+    with open_warehouse(settings).transaction() as tx:
         return {t: tx.fetchall(f"SELECT COUNT(*) FROM raw.{t}")[0][0]
                 for t in ("landed_files", "file_receipts", "events", "duplicates", "quarantine")}
 

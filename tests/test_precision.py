@@ -12,10 +12,10 @@ import pytest
 import yaml
 from scenario import bill, own_postgres_database, rows
 
-from billing.money import AMOUNT, FEE, MINOR_UNITS, MONEY, PRICE, QUANTITY, round_money
 from catalog.load import CatalogError, load_catalog
 from catalog.write import write_catalog
 from collectors.sources import SourceConfig
+from core.money import AMOUNT, FEE, MINOR_UNITS, MONEY, PRICE, QUANTITY, round_money
 from normalize.rules import normalize_frame
 from warehouse import schema
 from warehouse.store import Warehouse

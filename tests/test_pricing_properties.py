@@ -10,9 +10,9 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.periods import month_window
 from catalog.load import load_catalog
 from catalog.model import Price, Product, Rate, Tier
+from core.periods import month_window
 from quality.rerate import EVENT_SCHEMA, rerate
 from quality.rerate_pricing import price_segment
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.periods import month_window
 from catalog.load import load_catalog
+from core.periods import month_window
 from quality import checks as q
 from quality.findings import write_findings
 from warehouse.store import Warehouse

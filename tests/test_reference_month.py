@@ -15,8 +15,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from billing.config import load_settings
 from collectors.landing import land_file
+from core.config import load_settings
+from warehouse.store import open_warehouse
 
 from support import REFERENCE, billing_env, drop_reference_usage, new_home
 
@@ -160,7 +161,7 @@ def test_rerun_and_second_delivery_change_nothing(october):
     # The whole Globex file arrives again, through another collector, under another name.
     again = settings.home / "resent.csv"
     shutil.copy(REFERENCE / "usage" / "globex-october.csv", again)
-    landed = land_file(settings.warehouse(), settings.landing, again, source="sftp-drop", collector="sftp",
+    landed = land_file(open_warehouse(settings), settings.landing, again, source="sftp-drop", collector="sftp",
                        original_name="GLOBEX_OCT_RESEND.csv")
     assert not landed.is_new
     # And the month is materialized again.

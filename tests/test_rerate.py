@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from billing.periods import month_window
 from catalog.load import load_catalog
 from catalog.model import AccountProduct, Catalog, Contract, Customer, Price, Product, Rate, Tier
+from core.periods import month_window
 from quality.rerate import EVENT_SCHEMA, rerate
 
 REFERENCE_CATALOG = Path(__file__).resolve().parents[1] / "examples" / "reference-month" / "catalog.yaml"

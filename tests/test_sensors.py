@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from billing import runner
-from billing.config import load_settings
 from collectors.sources import load_sources
+from core.config import load_settings
 from pipelines.ingest import build_source_asset
 from pipelines.sensors import build_collect_job, build_sensors
 

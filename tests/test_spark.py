@@ -22,8 +22,8 @@ import duckdb
 import pytest
 
 from billing import runner
-from billing.config import Settings, load_settings
-from billing.periods import Period, month_window
+from core.config import Settings, load_settings
+from core.periods import Period, month_window
 from warehouse.spark import EVENTS, PARTITION_COLUMN, Table, export_days, raw_dir
 
 from support import REFERENCE, billing_env, drop_reference_usage, new_home
@@ -276,15 +276,15 @@ def test_local_months_and_rounding_on_spark_equal_duckdb(zones):
 
 
 # --------------------------------------------------------------------------------------------------
-# decimals at the catalog's limits (billing/money.py)
+# decimals at the catalog's limits (core/money.py)
 
 
 def limits_scenario() -> tuple[str, str, dict[str, Decimal]]:
     """A catalog and usage at the widest values the catalog accepts, and each line's exact amount."""
-    from billing import money
+    from core import money
 
     if not hasattr(money, "QUANTITY"):  # the limits land with issue 11 (items 11, 12)
-        pytest.skip("billing/money.py states no limits of quantities and prices yet")
+        pytest.skip("core/money.py states no limits of quantities and prices yet")
     quantity, price, fee = money.QUANTITY.largest, money.PRICE.largest, money.FEE.largest
     # packages: one unit less, so that the whole packages, ceil(quantity), are a quantity too
     # (ceil of the largest quantity is 10^10, one digit more than a quantity has)

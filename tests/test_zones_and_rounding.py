@@ -6,8 +6,8 @@ import duckdb
 import pytest
 
 from billing import runner
-from billing.config import load_settings
-from billing.periods import month_window
+from core.config import load_settings
+from core.periods import month_window
 
 CATALOG = """
 products:

@@ -4,9 +4,9 @@ Plain SQL that DuckDB and PostgreSQL both accept. dbt reads these tables as sour
 (`dbt_project/models/staging/_sources.yml`); nothing else writes them.
 """
 
-from billing import money
+from core import money
 
-# Exact decimals, never binary floats, sized by billing/money.py (the one place the limits live).
+# Exact decimals, never binary floats, sized by core/money.py (the one place the limits live).
 QUANTITY = money.QUANTITY.sql  # usage quantities, included units, tier bounds
 UNIT_PRICE = money.PRICE.sql  # unit prices and package prices: 12 decimal places
 FEE_AMOUNT = money.FEE.sql  # flat fees, flat amounts, minimum commitments

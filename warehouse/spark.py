@@ -36,7 +36,7 @@ import yaml
 from .store import Warehouse
 
 if TYPE_CHECKING:
-    from billing.periods import Period
+    from core.periods import Period
 
 # Days of events around the period that rating reads (macro period_padded_day: local months of any
 # time zone fall inside [start - 2 days, end + 2 days)).

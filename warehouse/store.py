@@ -11,11 +11,14 @@ import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from .schema import EVENT_KEY, EVENT_KEYS, EVENT_KEYS_COLUMNS, ddl
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 RAW_SCHEMA = "raw"
 SESSION_MEMORY_LIMIT = "1GB"  # DuckDB's memory during a `Warehouse.session()` (a normalize run)
@@ -309,3 +312,20 @@ def sync_event_keys(tx: Tx) -> bool:
     tx.execute(f"INSERT INTO {keys} SELECT {EVENT_KEY.format(source='source', event_id='event_id')} "
                f"FROM {RAW_SCHEMA}.events")
     return True
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    """The warehouse of record for these settings. With the spark engine it is the DuckDB file: Spark
+    rates, and the period's rated rows are copied back into it (warehouse/spark.py). The PostgreSQL
+    DSN is read from the environment variable the settings name, here and nowhere else."""
+    if settings.engine == "postgres":
+        import os
+
+        dsn = os.environ.get(settings.dsn_env)
+        if not dsn:
+            raise RuntimeError(
+                f"warehouse engine is postgres but ${settings.dsn_env} is not set; "
+                "export it, e.g. postgresql://postgres@127.0.0.1:5432/test"
+            )
+        return Warehouse(postgres_dsn=dsn)
+    return Warehouse(duckdb_path=settings.duckdb_path)

@@ -22,8 +22,6 @@ from pathlib import Path
 
 import yaml
 
-from warehouse.store import Warehouse
-
 ENGINES = ("duckdb", "postgres", "spark")
 
 
@@ -65,18 +63,6 @@ class Settings:
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     spark_dir: Path | None = None  # engine spark: the raw Parquet export and Spark's tables
 
-    def warehouse(self) -> Warehouse:
-        """The warehouse of record. With the spark engine it is the DuckDB file: Spark rates, and the
-        period's rated rows are copied back into it (warehouse/spark.py)."""
-        if self.engine == "postgres":
-            dsn = os.environ.get(self.dsn_env)
-            if not dsn:
-                raise RuntimeError(
-                    f"warehouse engine is postgres but ${self.dsn_env} is not set; "
-                    "export it, e.g. postgresql://postgres@127.0.0.1:5432/test"
-                )
-            return Warehouse(postgres_dsn=dsn)
-        return Warehouse(duckdb_path=self.duckdb_path)
 
 
 def load_settings(config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
