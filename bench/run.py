@@ -432,12 +432,13 @@ def compare_csv(paths: list[Path], repeat: int = 3) -> list[Figure]:
 
 def _polars_rules(paths: list[Path]) -> tuple[int, str]:
     """Our normalization rules, file by file, as the normalize stage runs them (no warehouse)."""
-    from collectors.sources import DEFAULT_UPLOAD_SOURCE
+    from formats import SourceFormat
     from normalize.rules import normalize_frame, read_rows
 
+    upload = SourceFormat("upload")  # the upload source's default format
     rows = good = quarantined = 0
     for path in paths:
-        normalized = normalize_frame(read_rows(path, DEFAULT_UPLOAD_SOURCE), DEFAULT_UPLOAD_SOURCE)
+        normalized = normalize_frame(read_rows(path, upload), upload)
         rows += normalized.rows_received
         good += normalized.events.height
         quarantined += normalized.quarantine.height

@@ -197,7 +197,7 @@ def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None,
 def upload(settings: Settings, file: Path, source_name: str) -> int:
     """Copy a file into the inbox of an upload source; the next run (or the inbox sensor) lands it."""
     from collectors.sources import load_sources
-    from collectors.upload import deliver
+    from collectors.upload import deliver, inboxes_of
 
     sources = load_sources(settings.sources)
     source = sources.get(source_name)
@@ -206,12 +206,12 @@ def upload(settings: Settings, file: Path, source_name: str) -> int:
         why = "is not defined" if source is None else f"is a {source.kind} source"
         _print((f"source '{clip(source_name)}' {why}", "red"), "; upload sources: ", uploads)
         return EXIT_REFUSED
-    inboxes = runner.inboxes_of(settings, source)
+    inboxes = inboxes_of(settings, source)
     if not inboxes:
         _print((f"source '{clip(source_name)}' has no inbox", "red"), ": give it connection.inbox in ",
                str(settings.sources), " (docs/sources.md)")
         return EXIT_REFUSED
-    target = deliver(file, inboxes[0], max_bytes=runner.upload_limit(source))
+    target = deliver(file, inboxes[0], max_bytes=source.connection.max_bytes)
     _print(str(file), " -> ", str(target), " (source '", source_name, "'); it is landed by the next run")
     return 0
 

@@ -8,20 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from catalog.load import load_catalog
 from catalog.write import write_catalog
-from collectors.api import collect_api
+from collectors import registry
 from collectors.landing import Landed
-from collectors.sftp import collect_sftp
-from collectors.sources import (
-    SourceConfig,
-    SourceConfigError,
-    UploadSettings,
-    load_sources,
-)
-from collectors.upload import collect_inbox
+from collectors.registry import CollectContext
+from collectors.sources import SourceConfig, SourceConfigError, file_formats, load_sources
 from core.config import Settings
 from core.periods import Period
 from normalize.load import FileLoad, load_pending
@@ -42,33 +35,15 @@ def load_catalog_stage(settings: Settings, warehouse: Warehouse) -> dict[str, in
     return write_catalog(warehouse, load_catalog(settings.catalog))
 
 
-def inboxes_of(settings: Settings, source: SourceConfig) -> list[Path]:
-    """The folders an upload source collects: the config's inbox for `upload`, plus its own `connection.inbox`."""
-    inboxes = [settings.inbox] if source.name == "upload" else []
-    own = source.connection.inbox if isinstance(source.connection, UploadSettings) else None
-    if own is not None and own not in inboxes:
-        inboxes.append(own)
-    return inboxes
-
-
-def upload_settings(source: SourceConfig) -> UploadSettings:
-    connection = source.connection
-    return connection if isinstance(connection, UploadSettings) else UploadSettings()
-
-
-def upload_limit(source: SourceConfig) -> int:
-    return upload_settings(source).max_bytes
-
-
 def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None = None,
             only: Iterable[str] | None = None) -> list[Landed]:
-    """Land what is waiting at every source: the upload inbox, then each configured source by kind.
+    """Land what is waiting at every source, each by its kind's collector (collectors/registry.py).
 
     The source `upload` collects the config's `inbox` (and its own `connection.inbox`, if the sources
-    file gives it one); other upload sources collect their `connection.inbox`, sftp sources poll
-    their server, api sources fetch from their checkpoint. `only` limits the run to the named sources
-    (Dagster collects one source per asset). A source that fails is reported and the others still
-    run; then one error lists every failed source, so a run never bills with a source missing.
+    file gives it one); every other source is collected as its kind says (docs/sources.md). `only`
+    limits the run to the named sources (Dagster collects one source per asset). A source that fails
+    is reported and the others still run; then one error lists every failed source, so a run never
+    bills with a source missing.
     """
     sources = load_sources(settings.sources)
     wanted = list(sources) if only is None else list(only)
@@ -82,19 +57,7 @@ def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None 
             progress(message)
 
     def collect_one(source: SourceConfig) -> list[Landed]:
-        if source.kind == "sftp":
-            return collect_sftp(warehouse, settings.landing, source)
-        if source.kind == "api":
-            return collect_api(warehouse, settings.landing, source)
-        inboxes = inboxes_of(settings, source)
-        if not inboxes:
-            say(f"source {source.name}: no connection.inbox of its own; nothing to collect")
-        upload = upload_settings(source)
-        return [item for inbox in inboxes
-                for item in collect_inbox(warehouse, inbox, settings.landing, source=source.name,
-                                          max_bytes=upload.max_bytes, settle_seconds=upload.settle_seconds,
-                                          on_refused=lambda path, why: say(f"refused {path}: {why}"),
-                                          on_waiting=lambda path, why: say(f"waiting: {path} {why}"))]
+        return registry.kind_of(source).collect(CollectContext(source, warehouse, settings, say))
 
     landed: list[Landed] = []
     failed: list[tuple[str, str]] = []
@@ -122,8 +85,6 @@ def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None 
 
 def normalize(settings: Settings, warehouse: Warehouse, progress: Progress | None = None) -> list[FileLoad]:
     """Normalize every landed file not loaded yet into events, quarantine and duplicates."""
-    from collectors.sources import load_sources
-
     def report(result: FileLoad) -> None:
         if not progress:
             return
@@ -136,7 +97,7 @@ def normalize(settings: Settings, warehouse: Warehouse, progress: Progress | Non
             progress(f"normalized {result.original_name}: {result.rows_loaded} events, "
                      f"{result.rows_quarantined} quarantined, {result.rows_duplicate} duplicates")
 
-    return list(load_pending(warehouse, load_sources(settings.sources), on_file=report))
+    return list(load_pending(warehouse, file_formats(load_sources(settings.sources)), on_file=report))
 
 
 @dataclass

@@ -29,19 +29,25 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from formats import Section, SourceConfigError, SourceFormat
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse
 
 from .landing import Landed, land_file
-from .sources import ApiSettings, SourceConfig, SourceConfigError, secret_from_env
+from .registry import CollectContext, CollectorKind, Fingerprint, register
+from .retry import RetryPolicy, read_retry
+from .sources import SourceConfig, secret_from_env
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,105 @@ _DDL = (
         updated_at TIMESTAMPTZ NOT NULL
     )""",
 )
+
+PAGINATION_STYLES = ("cursor", "page", "link", "none")
+DEFAULT_MAX_RESPONSE_BYTES = 32 << 20  # an API answer's body, as decoded; pages are usually far smaller
+BUCKET_SECONDS = 3600  # the sensor requests a collection at most once per hour of the clock
+
+
+@dataclass(frozen=True)
+class Pagination:
+    style: str = "none"  # cursor | page | link | none
+    cursor_param: str = "cursor"  # cursor: query parameter carrying the cursor
+    next_cursor_field: str = "next_cursor"  # cursor: dotted path of the next cursor in the body
+    initial_cursor: str | None = None  # cursor: where a source with no checkpoint starts
+    page_param: str = "page"  # page: query parameter carrying the page number
+    first_page: int = 1
+    page_size_param: str | None = None
+    page_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """`connection:` of an api source (docs/sources.md, kind: api)."""
+
+    url: str
+    token_env: str | None = None  # sent as "Authorization: Bearer <token>"
+    api_key_env: str | None = None  # or sent in api_key_header
+    api_key_header: str = "X-API-Key"
+    headers: dict[str, str] = field(default_factory=dict)  # extra, non-secret headers
+    params: dict[str, str] = field(default_factory=dict)  # fixed query parameters
+    records_field: str = "data"  # dotted path of the list of events in the body; "" = the body is the list
+    pagination: Pagination = field(default_factory=Pagination)
+    timeout_seconds: float = 30.0  # connect/read/write/pool, per request
+    max_retry_after_seconds: float = 120.0  # a longer Retry-After is capped to this
+    max_pages: int = 10_000  # per run, so a misbehaving API cannot loop forever
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # a larger answer fails the source (memory stays bounded)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def read_settings(conn: Section, base_dir: Path) -> ApiSettings:
+    url = conn.get("url", str, required=True)
+    if not url.startswith(("http://", "https://")):
+        raise conn.fail("url", f"must start with http:// or https://, got {url!r}")
+    headers = conn.str_map("headers")
+    for header in headers:
+        if header.lower() in ("authorization", "x-api-key", "cookie"):
+            raise conn.fail(f"headers.{header}", "carries a secret; use token_env or api_key_env instead")
+    pagination = _read_pagination(conn.section("pagination"))
+    settings = ApiSettings(
+        url=url,
+        token_env=conn.env("token_env"),
+        api_key_env=conn.env("api_key_env"),
+        api_key_header=conn.get("api_key_header", str, "X-API-Key"),
+        headers=headers,
+        params=conn.str_map("params"),
+        records_field=_read_records_field(conn),
+        pagination=pagination,
+        timeout_seconds=conn.positive("timeout_seconds", 30.0),
+        max_retry_after_seconds=conn.positive("max_retry_after_seconds", 120.0),
+        max_pages=conn.count("max_pages", 10_000),
+        max_response_bytes=conn.count("max_response_bytes", DEFAULT_MAX_RESPONSE_BYTES),
+        retry=read_retry(conn),
+    )
+    if (settings.token_env is None) == (settings.api_key_env is None):
+        raise conn.fail("token_env", "give exactly one of token_env (bearer token) or api_key_env (API key header)")
+    return settings
+
+
+def _read_records_field(conn: Section) -> str:
+    if conn.data.get("records_field") == "":  # the body itself is the list of events
+        conn.used.add("records_field")
+        return ""
+    return conn.get("records_field", str, "data")
+
+
+def _read_pagination(section: Section) -> Pagination:
+    style = section.get("style", str, "none")
+    if style not in PAGINATION_STYLES:
+        raise section.fail("style", f"must be one of {', '.join(PAGINATION_STYLES)}, got {style!r}")
+    allowed = {"cursor": ("cursor_param", "next_cursor_field", "initial_cursor"),
+               "page": ("page_param", "first_page", "page_size_param", "page_size"),
+               "link": (), "none": ()}[style]
+    for key in section.data:
+        if key != "style" and key not in allowed:
+            raise section.fail(key, f"does not apply to pagination style '{style}'"
+                                    + (f"; it takes {', '.join(allowed)}" if allowed else ""))
+    initial_cursor = section.get("initial_cursor", (str, int))
+    pagination = Pagination(
+        style=style,
+        cursor_param=section.get("cursor_param", str, "cursor"),
+        next_cursor_field=section.get("next_cursor_field", str, "next_cursor"),
+        initial_cursor=None if initial_cursor is None else str(initial_cursor),
+        page_param=section.get("page_param", str, "page"),
+        first_page=section.count("first_page", 1, minimum=0),
+        page_size_param=section.get("page_size_param", str),
+        page_size=section.count("page_size", None),
+    )
+    if (pagination.page_size is None) != (pagination.page_size_param is None):
+        raise section.fail("page_size", "give page_size and page_size_param together")
+    section.done()
+    return pagination
 
 
 class ApiError(RuntimeError):
@@ -378,4 +483,39 @@ def _describe(response: httpx.Response) -> str:
     return f"GET {response.request.url} answered {response.status_code} {response.reason_phrase}"
 
 
-__all__ = ["ApiError", "CHECKPOINT_TABLE", "collect_api", "ensure_tables", "read_checkpoint"]
+# -- the collector kind ---------------------------------------------------------------------------
+
+class ApiKind(CollectorKind):
+    name = "api"
+    description = "an HTTP API, paged from its checkpoint (cursor, page or link pagination)"
+    settings_schema = ApiSettings
+    sensor_interval_seconds = 300
+    fingerprint_doc = ("run_key: the hour, UTC (an API cannot be listed without fetching it); the collector "
+                       "resumes from its checkpoint")
+
+    def parse_settings(self, connection: Section, base_dir: Path) -> ApiSettings:
+        return read_settings(connection, base_dir)
+
+    def check_format(self, file_format: SourceFormat) -> str | None:
+        if file_format.format not in ("auto", "jsonl"):
+            return "api sources land JSON lines; use 'jsonl' or 'auto'"
+        return None
+
+    def collect(self, context: CollectContext) -> list[Landed]:
+        return collect_api(context.warehouse, context.landing, context.source)
+
+    def fingerprint(self, source: SourceConfig, settings: Settings) -> Fingerprint:
+        """A time bucket: at most one collection per hour, and a restarted daemon asks for the same
+        hour's run again under the same key, which Dagster skips. What to fetch is the checkpoint."""
+        bucket = time.strftime("%Y-%m-%dT%H:00Z", time.gmtime(time.time() // BUCKET_SECONDS * BUCKET_SECONDS))
+        return Fingerprint(bucket, f"the hour {bucket}")
+
+    def where(self, source: SourceConfig) -> str:
+        s: ApiSettings = source.connection
+        return f"HTTP API {s.url} (pagination: {s.pagination.style}), from its checkpoint"
+
+
+register(ApiKind())
+
+__all__ = ["ApiError", "ApiKind", "ApiSettings", "CHECKPOINT_TABLE", "Pagination", "collect_api", "ensure_tables",
+           "read_checkpoint"]

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from tenacity import wait_exponential
 
+from formats import Section
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -23,3 +25,13 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         return min(self.max_seconds, self.initial_seconds * 2 ** (attempt - 1))
+
+
+def read_retry(connection: Section) -> RetryPolicy:
+    """`connection.retry` of the sources file: {max_attempts, initial_seconds, max_seconds}."""
+    section = connection.section("retry")
+    policy = RetryPolicy(max_attempts=section.count("max_attempts", 5),
+                         initial_seconds=section.positive("initial_seconds", 1.0),
+                         max_seconds=section.positive("max_seconds", 30.0))
+    section.done()
+    return policy

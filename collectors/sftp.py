@@ -24,18 +24,24 @@ import stat
 import tempfile
 import threading
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncssh
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
+from formats import Section, SourceConfigError
 from warehouse.store import RAW_SCHEMA, Warehouse
 
 from .landing import Landed, land_file
-from .sources import SftpSettings, SourceConfig, SourceConfigError, secret_from_env
+from .registry import CollectContext, CollectorKind, Fingerprint, digest, register, within
+from .retry import RetryPolicy, read_retry
+from .sources import SourceConfig, secret_from_env
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,68 @@ _DDL = (
 )
 _CHUNK = 256 * 1024
 T = TypeVar("T")
+IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart")
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    """`connection:` of an sftp source (docs/sources.md, kind: sftp)."""
+
+    host: str
+    username: str
+    remote_dir: str
+    port: int = 22
+    password_env: str | None = None  # env var holding the password
+    key_file: Path | None = None  # private key file (OpenSSH/PEM)
+    key_passphrase_env: str | None = None  # env var holding the key's passphrase, if encrypted
+    known_hosts: Path | None = None  # pinned host keys, OpenSSH known_hosts format
+    host_key: str | None = None  # or one pinned public key inline: "ssh-ed25519 AAAA..."
+    pattern: str = "*"  # glob on file names in remote_dir
+    move_to: str | None = None  # remote folder to move picked-up files into
+    settle_seconds: float = 5.0  # a file must keep its size and mtime this long to be picked up
+    ignore_suffixes: tuple[str, ...] = IN_PROGRESS_SUFFIXES
+    connect_timeout_seconds: float = 30.0
+    timeout_seconds: float = 60.0  # any single SFTP request
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def read_settings(conn: Section, base_dir: Path) -> SftpSettings:
+    port = conn.count("port", 22)
+    if port > 65535:
+        raise conn.fail("port", f"must be a TCP port (1-65535), got {port}")
+    settings = SftpSettings(
+        host=conn.get("host", str, required=True),
+        username=conn.get("username", str, required=True),
+        remote_dir=conn.get("remote_dir", str, required=True),
+        port=port,
+        password_env=conn.env("password_env"),
+        key_file=conn.path("key_file", base_dir),
+        key_passphrase_env=conn.env("key_passphrase_env"),
+        known_hosts=conn.path("known_hosts", base_dir),
+        host_key=conn.get("host_key", str),
+        pattern=conn.get("pattern", str, "*"),
+        move_to=conn.get("move_to", str),
+        settle_seconds=conn.get("settle_seconds", float, 5.0),
+        ignore_suffixes=tuple(conn.get("ignore_suffixes", list, list(IN_PROGRESS_SUFFIXES))),
+        connect_timeout_seconds=conn.positive("connect_timeout_seconds", 30.0),
+        timeout_seconds=conn.positive("timeout_seconds", 60.0),
+        retry=read_retry(conn),
+    )
+    if settings.password_env is None and settings.key_file is None:
+        raise conn.fail("password_env", "give password_env (an environment variable) or key_file (a key path)")
+    if settings.key_passphrase_env and settings.key_file is None:
+        raise conn.fail("key_passphrase_env", "only makes sense with key_file")
+    if (settings.known_hosts is None) == (settings.host_key is None):
+        raise conn.fail("known_hosts", "give exactly one of known_hosts (a file of pinned host keys) or "
+                                       "host_key (one pinned key, 'ssh-ed25519 AAAA...'); host keys are never "
+                                       "accepted unverified")
+    if settings.host_key is not None and len(settings.host_key.split()) < 2:
+        raise conn.fail("host_key", "must be '<key type> <base64 key>', as in a .pub file or ssh-keyscan output")
+    if settings.settle_seconds < 0:
+        raise conn.fail("settle_seconds", "must be 0 or more")
+    if not all(isinstance(s, str) and s for s in settings.ignore_suffixes):
+        raise conn.fail("ignore_suffixes", "must be a list of suffixes such as .part")
+    return settings
 
 
 class SftpError(RuntimeError):
@@ -383,5 +451,36 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
     return result["value"]
 
 
-__all__ = ["HostKeyRefused", "LoginRefused", "RemoteFile", "SEEN_TABLE", "SftpError", "collect_sftp",
-           "ensure_tables", "list_remote"]
+# -- the collector kind ---------------------------------------------------------------------------
+
+class SftpKind(CollectorKind):
+    name = "sftp"
+    description = "an SFTP folder: new or changed files that have stopped growing, host key pinned"
+    settings_schema = SftpSettings
+    sensor_interval_seconds = 300
+    fingerprint_doc = "run_key: sha256 of the remote (name, size, mtime) listing of the matching files"
+
+    def parse_settings(self, connection: Section, base_dir: Path) -> SftpSettings:
+        return read_settings(connection, base_dir)
+
+    def collect(self, context: CollectContext) -> list[Landed]:
+        return collect_sftp(context.warehouse, context.landing, context.source)
+
+    def fingerprint(self, source: SourceConfig, settings: Settings) -> Fingerprint:
+        """One bounded connection, with the collector's pinned host keys and credentials; nothing downloaded."""
+        s: SftpSettings = source.connection
+        listing = within(s.connect_timeout_seconds + s.timeout_seconds + 5,
+                         lambda: [(r.name, r.size, r.mtime) for r in list_remote(source)])
+        if not listing:
+            return Fingerprint(None, "no matching files in the remote folder")
+        return Fingerprint(digest(listing), f"{len(listing)} matching file(s) in the remote folder", len(listing))
+
+    def where(self, source: SourceConfig) -> str:
+        s: SftpSettings = source.connection
+        return f"SFTP {s.username}@{s.host}:{s.port}, folder {s.remote_dir}, files matching {s.pattern}"
+
+
+register(SftpKind())
+
+__all__ = ["HostKeyRefused", "LoginRefused", "RemoteFile", "SEEN_TABLE", "SftpError", "SftpKind", "SftpSettings",
+           "collect_sftp", "ensure_tables", "list_remote"]

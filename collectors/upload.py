@@ -24,15 +24,35 @@ import shutil
 import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from formats import Section
 from warehouse.store import Warehouse
 
 from .landing import FileChanged, Landed, land_stream
-from .sources import DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_SETTLE_SECONDS
+from .registry import CollectContext, CollectorKind, Fingerprint, digest, register, within
+from .sources import DEFAULT_SOURCE, SourceConfig
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD_BYTES = 2 << 30  # a dropped file larger than this is refused (moved to <inbox>/refused/)
+DEFAULT_SETTLE_SECONDS = 2.0  # an inbox file modified more recently is watched this long before it is taken
+INBOX_LISTING_TIMEOUT_SECONDS = 10.0  # a sensor's listing of the inbox folders
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """`connection:` of an upload source (docs/sources.md, kind: upload); every key is optional."""
+
+    inbox: Path | None = None  # this source's own inbox folder (default: the configured inbox)
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES  # largest file accepted, as delivered (compressed or not)
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS  # a file must not change this long to be collected
 
 PROCESSED = "processed"
 REFUSED = "refused"
@@ -247,3 +267,77 @@ def _split_suffix(name: str) -> tuple[str, str]:
     """'usage.csv.gz' -> ('usage', '.csv.gz'), so a renamed copy keeps the suffixes its format needs."""
     stem, dot, rest = name.partition(".")
     return (stem, dot + rest) if stem else (name, "")
+
+
+# -- the collector kind ---------------------------------------------------------------------------
+
+def inboxes_of(settings: Settings, source: SourceConfig) -> list[Path]:
+    """The folders an upload source collects: the config's inbox for `upload`, plus its own `connection.inbox`."""
+    inboxes = [settings.inbox] if source.name == DEFAULT_SOURCE else []
+    own = source.connection.inbox
+    if own is not None and own not in inboxes:
+        inboxes.append(own)
+    return inboxes
+
+
+def inbox_listing(inboxes: Sequence[Path]) -> list[tuple[str, str, int, int]]:
+    """(inbox, name, size, mtime_ns) of every file waiting to be collected, sorted."""
+    listing = []
+    for inbox in inboxes:
+        for path in pending_files(inbox):
+            try:
+                st = path.lstat()  # a link is listed as itself (collecting refuses it), never followed
+            except FileNotFoundError:  # collected or removed between the listing and the stat
+                continue
+            listing.append((str(inbox), path.name, st.st_size, st.st_mtime_ns))
+    return sorted(listing)
+
+
+class UploadKind(CollectorKind):
+    name = "upload"
+    description = "a folder people drop usage files into (or billing upload FILE --source NAME)"
+    settings_schema = UploadSettings
+    needs_connection = False
+    sensor_interval_seconds = 30
+    fingerprint_doc = "run_key: sha256 of the sorted (folder, name, size, mtime) listing"
+
+    def parse_settings(self, connection: Section, base_dir: Path) -> UploadSettings:
+        settle_seconds = connection.get("settle_seconds", float, DEFAULT_SETTLE_SECONDS)
+        if not 0 <= settle_seconds <= 600:
+            raise connection.fail("settle_seconds", f"must be between 0 and 600 (seconds a file must not change), "
+                                                    f"got {settle_seconds}")
+        return UploadSettings(inbox=connection.path("inbox", base_dir),
+                              max_bytes=connection.count("max_bytes", DEFAULT_MAX_UPLOAD_BYTES),
+                              settle_seconds=settle_seconds)
+
+    def collect(self, context: CollectContext) -> list[Landed]:
+        source, say = context.source, context.say
+        inboxes = inboxes_of(context.settings, source)
+        if not inboxes:
+            say(f"source {source.name}: no connection.inbox of its own; nothing to collect")
+        settings: UploadSettings = source.connection
+        return [item for inbox in inboxes
+                for item in collect_inbox(context.warehouse, inbox, context.landing, source=source.name,
+                                          max_bytes=settings.max_bytes, settle_seconds=settings.settle_seconds,
+                                          on_refused=lambda path, why: say(f"refused {path}: {why}"),
+                                          on_waiting=lambda path, why: say(f"waiting: {path} {why}"))]
+
+    def fingerprint(self, source: SourceConfig, settings: Settings) -> Fingerprint:
+        folders = inboxes_of(settings, source)
+        where = ", ".join(map(str, folders))
+        listing = within(INBOX_LISTING_TIMEOUT_SECONDS, inbox_listing, folders)
+        if not listing:
+            return Fingerprint(None, f"no files waiting in {where}")
+        return Fingerprint(digest(listing), f"{len(listing)} file(s) waiting in {where}", len(listing))
+
+    def watches(self, source: SourceConfig) -> bool:
+        return source.name == DEFAULT_SOURCE or source.connection.inbox is not None
+
+    def where(self, source: SourceConfig) -> str:
+        inbox = source.connection.inbox
+        if source.name == DEFAULT_SOURCE:
+            return "the config's inbox" + (f" and the upload folder {inbox}" if inbox else "")
+        return f"the upload folder {inbox}" if inbox else "no folder of its own (connection.inbox not set)"
+
+
+register(UploadKind())

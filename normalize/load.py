@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from collectors.sources import DEFAULT_UPLOAD_SOURCE, SourceConfig
+from formats import SourceFormat
 from warehouse.schema import EVENT_KEY, EVENT_KEYS
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse, sync_event_keys
 
@@ -34,6 +34,7 @@ from .rules import FileRejected, Normalized, normalize_frame, read_batches, spli
 PAYLOAD = ("customer_id", "product_id", "quantity", "occurred_at")
 # In the reason of every conflicting duplicate (quarantined): quality.checks tells them from other quarantined rows by it.
 CONFLICT_MARK = "with a different customer, product, quantity or time"
+UPLOAD = SourceFormat("upload")  # the always-present upload source reads with the default format
 PREFETCH = True  # prepare the next batch in a background thread while this one is written
 
 
@@ -58,7 +59,7 @@ def pending(warehouse: Warehouse) -> list[tuple[str, str, str, str, datetime]]:
         )
 
 
-def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceConfig] | None = None,
+def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceFormat] | None = None,
                  on_file: Callable[[FileLoad], None] | None = None) -> Iterator[FileLoad]:
     """Normalize and load every landed file not loaded yet, in the order received.
 
@@ -68,7 +69,7 @@ def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceConfig] | Non
     current one, so parsing and the warehouse's writes overlap.
     """
     sources = dict(sources or {})
-    sources.setdefault(DEFAULT_UPLOAD_SOURCE.name, DEFAULT_UPLOAD_SOURCE)
+    sources.setdefault(UPLOAD.name, UPLOAD)
     with warehouse.session():
         todo = pending(warehouse)
         readable = [(file_id, Path(landing_path), sources[source_name], received_at)
@@ -98,12 +99,12 @@ class _Prepared:
     split: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]  # split_in_file_duplicates of its events
 
 
-def _prepare(rows: pl.DataFrame, source: SourceConfig, received_at: datetime | None) -> _Prepared:
+def _prepare(rows: pl.DataFrame, source: SourceFormat, received_at: datetime | None) -> _Prepared:
     normalized = normalize_frame(rows, source, received_at=received_at)
     return _Prepared(normalized, split_in_file_duplicates(normalized.events, source.name))
 
 
-def _prepare_file(path: Path, source: SourceConfig, received_at: datetime | None,
+def _prepare_file(path: Path, source: SourceFormat, received_at: datetime | None,
                   batch_rows: int | None = None) -> Iterator[_Prepared]:
     """The batches of a file, typed; `received_at` (the file's landing time) bounds its event times."""
     for rows in read_batches(path, source, batch_rows=batch_rows):
@@ -115,7 +116,7 @@ def _prepare_file(path: Path, source: SourceConfig, received_at: datetime | None
 class _Prefetch:
     """Prepares the batches of `files`, in order, in a background thread, at most `depth` ahead."""
 
-    def __init__(self, files: list[tuple[str, Path, SourceConfig, datetime | None]], depth: int = 1):
+    def __init__(self, files: list[tuple[str, Path, SourceFormat, datetime | None]], depth: int = 1):
         self._files = files
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
@@ -182,7 +183,7 @@ class _AlreadyLoaded(Exception):
         self.status = status
 
 
-def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceConfig,
+def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceFormat,
               *, received_at: datetime | None = None, batch_rows: int | None = None,
               prepared: Iterator[_Prepared] | None = None) -> FileLoad:
     """Load one landed file in one transaction; `prepared` are its batches if already typed.
@@ -241,7 +242,7 @@ class _FileCounts:
 class _FileLoader:
     """Writes one file's batches inside its transaction and remembers what later batches need."""
 
-    def __init__(self, tx: Tx, file_id: str, source: SourceConfig, now: datetime):
+    def __init__(self, tx: Tx, file_id: str, source: SourceFormat, now: datetime):
         self.tx, self.file_id, self.source, self.now = tx, file_id, source, now
         self.batches = 0
         # First occurrences in this file that were not loaded because history already had their id

@@ -25,8 +25,8 @@ from typing import BinaryIO
 
 import polars as pl
 
-from collectors.sources import EVENT_FIELDS, SourceConfig
 from core.money import QUANTITY as QUANTITY_DIGITS
+from formats import EVENT_FIELDS, SourceFormat
 
 NUL = "\x00"  # a text value holding it cannot be stored by PostgreSQL: such a row is quarantined (on every engine)
 SCALE = QUANTITY_DIGITS.fraction  # decimal places kept for quantities (core/money.py)
@@ -65,7 +65,7 @@ JSONL_SCHEMA_LINES = 10_000  # keys (columns) of a JSON-lines file: those of its
 JSONL_SCHEMA_BYTES = 8 << 20  # ... within its first 8 MB
 
 
-def _format_of(name: str, source: SourceConfig) -> str:
+def _format_of(name: str, source: SourceFormat) -> str:
     fmt = source.format
     if fmt == "auto":
         fmt = _FORMAT_BY_SUFFIX.get(Path(name).suffix.lower())
@@ -77,13 +77,13 @@ def _format_of(name: str, source: SourceConfig) -> str:
     return fmt
 
 
-def read_rows(path: Path, source: SourceConfig, *, max_expanded_bytes: int | None = None) -> pl.DataFrame:
+def read_rows(path: Path, source: SourceFormat, *, max_expanded_bytes: int | None = None) -> pl.DataFrame:
     """Read a file (expanding .gz / .zip first) as all-text columns plus a 1-based `row_number`."""
     batches = list(read_batches(path, source, batch_rows=1 << 62, max_expanded_bytes=max_expanded_bytes))
     return batches[0] if len(batches) == 1 else pl.concat(batches)
 
 
-def read_batches(path: Path, source: SourceConfig, *, batch_rows: int | None = None,
+def read_batches(path: Path, source: SourceFormat, *, batch_rows: int | None = None,
                  max_expanded_bytes: int | None = None) -> Iterator[pl.DataFrame]:
     """The rows of `read_rows`, as frames of at most `batch_rows` rows (numbered across the file).
 
@@ -104,7 +104,7 @@ def read_batches(path: Path, source: SourceConfig, *, batch_rows: int | None = N
     yield from _read_plain(path, source, batch_rows)
 
 
-def _read_plain(path: Path, source: SourceConfig, batch_rows: int) -> Iterator[pl.DataFrame]:
+def _read_plain(path: Path, source: SourceFormat, batch_rows: int) -> Iterator[pl.DataFrame]:
     fmt = _format_of(path.name, source)
     if codecs.lookup(source.encoding).name == "utf-8" and fmt == "jsonl":
         yield from _rebatch(_jsonl_blocks(path, source), batch_rows)
@@ -117,7 +117,7 @@ def _read_plain(path: Path, source: SourceConfig, batch_rows: int) -> Iterator[p
         yield from _rebatch(iter([_read_whole(path, fmt, source)]), batch_rows)
 
 
-def _read_whole(path: Path, fmt: str, source: SourceConfig) -> pl.DataFrame:
+def _read_whole(path: Path, fmt: str, source: SourceFormat) -> pl.DataFrame:
     """A Parquet or non-UTF-8 file, read into memory whole (without `row_number`)."""
     name = path.name
     if fmt == "parquet":
@@ -166,7 +166,7 @@ def _rebatch(frames: Iterator[pl.DataFrame], batch_rows: int) -> Iterator[pl.Dat
         yield header if header is not None else pl.DataFrame(schema={"row_number": pl.Int64})
 
 
-def _read_csv(data: bytes | Path, name: str, source: SourceConfig) -> pl.DataFrame:
+def _read_csv(data: bytes | Path, name: str, source: SourceFormat) -> pl.DataFrame:
     """CSV bytes, or a plain UTF-8 file (Polars maps it: no copy through Python), as text columns."""
     try:
         frame = pl.read_csv(data if isinstance(data, Path) else io.BytesIO(data), separator=source.delimiter,
@@ -183,7 +183,7 @@ def _read_csv(data: bytes | Path, name: str, source: SourceConfig) -> pl.DataFra
     return frame
 
 
-def _csv_stream(path: Path, source: SourceConfig, batch_rows: int) -> Iterator[pl.DataFrame]:
+def _csv_stream(path: Path, source: SourceFormat, batch_rows: int) -> Iterator[pl.DataFrame]:
     """A large plain CSV file, streamed by Polars in chunks (UTF-8 checked block by block first)."""
     _check_utf8_blocks(path, source)
     scan = pl.scan_csv(path, separator=source.delimiter, infer_schema=False, has_header=source.header,
@@ -197,12 +197,12 @@ def _csv_stream(path: Path, source: SourceConfig, batch_rows: int) -> Iterator[p
         raise FileRejected(f"'{path.name}' cannot be read as csv: {exc}") from None
 
 
-def _not_text(name: str, source: SourceConfig, byte: int) -> FileRejected:
+def _not_text(name: str, source: SourceFormat, byte: int) -> FileRejected:
     return FileRejected(f"'{name}' is not {source.encoding} text (byte {byte}); re-export it as "
                         f"{source.encoding} or set 'encoding' on source '{source.name}'")
 
 
-def _check_utf8_blocks(path: Path, source: SourceConfig) -> None:
+def _check_utf8_blocks(path: Path, source: SourceFormat) -> None:
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with path.open("rb") as handle:
@@ -219,7 +219,7 @@ def _check_utf8_blocks(path: Path, source: SourceConfig) -> None:
         raise _not_text(path.name, source, offset) from None
 
 
-def _jsonl_blocks(path: Path, source: SourceConfig) -> Iterator[pl.DataFrame]:
+def _jsonl_blocks(path: Path, source: SourceFormat) -> Iterator[pl.DataFrame]:
     """A plain UTF-8 JSON-lines file, parsed in blocks cut at line ends (never inside a line).
 
     A file of at most one block is handed to Polars by path (no copy through Python); if Polars
@@ -407,7 +407,7 @@ def _scratch_name(name: str) -> str:
     return re.sub(r"[^\w.()+=@ -]", "_", name).lstrip(". ") or "expanded"
 
 
-def _as_utf8(data: bytes, name: str, source: SourceConfig) -> bytes:
+def _as_utf8(data: bytes, name: str, source: SourceFormat) -> bytes:
     if data.isascii() and codecs.lookup(source.encoding).name in _ASCII_COMPATIBLE:
         return data  # nothing to decode or re-encode (the usual case; decoding 100 MB costs time)
     try:
@@ -417,7 +417,7 @@ def _as_utf8(data: bytes, name: str, source: SourceConfig) -> bytes:
     return data if source.encoding.replace("-", "").lower() == "utf8" else text.encode("utf-8")
 
 
-def _read_parquet(data: bytes | Path, name: str, source: SourceConfig) -> pl.DataFrame:
+def _read_parquet(data: bytes | Path, name: str, source: SourceFormat) -> pl.DataFrame:
     try:
         frame = pl.read_parquet(data if isinstance(data, Path) else io.BytesIO(data))
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -429,7 +429,7 @@ def _read_parquet(data: bytes | Path, name: str, source: SourceConfig) -> pl.Dat
     return frame.with_columns(pl.all().cast(pl.String))
 
 
-def normalize_frame(rows: pl.DataFrame, source: SourceConfig, *, received_at: datetime | None = None) -> Normalized:
+def normalize_frame(rows: pl.DataFrame, source: SourceFormat, *, received_at: datetime | None = None) -> Normalized:
     """Type and validate text rows; every row ends in `events` or `quarantine`, never both.
 
     Fast path first: every row is typed once (zoned ISO 8601 timestamp, decimal quantity) and checked
@@ -523,7 +523,7 @@ def normalize_frame(rows: pl.DataFrame, source: SourceConfig, *, received_at: da
 class _TimeBounds:
     """The plausible instants of a source's events: [earliest_date 00:00 UTC, received_at + future_margin]."""
 
-    def __init__(self, source: SourceConfig, received_at: datetime | None):
+    def __init__(self, source: SourceFormat, received_at: datetime | None):
         self.received = received = (received_at or datetime.now(UTC)).astimezone(UTC)
         self.margin = source.future_margin
         self.earliest_date = source.earliest_date
@@ -537,7 +537,7 @@ def _hours(delta: timedelta) -> str:
     return f"{hours:g} hour{'' if hours == 1 else 's'}"
 
 
-def _checked_rest(rest: pl.DataFrame, source: SourceConfig, text: dict[str, pl.Expr],
+def _checked_rest(rest: pl.DataFrame, source: SourceFormat, text: dict[str, pl.Expr],
                   bounds: _TimeBounds) -> pl.DataFrame:
     """The full rules on the rows the fast test did not pass: `_occurred_at` (naive timestamps in the
     source's zone), and `_column` + `_reason` (null when the row is an event after all)."""
@@ -658,7 +658,7 @@ def derive_event_ids(events: pl.DataFrame) -> pl.DataFrame:
     return keyed.with_columns(event_id=pl.Series(ids, dtype=pl.String)).drop("_occurrence", "_text")
 
 
-def _with_column(source: SourceConfig, event_field: str, column: str) -> SourceConfig:
+def _with_column(source: SourceFormat, event_field: str, column: str) -> SourceFormat:
     from dataclasses import replace
 
     return replace(source, columns={**source.columns, event_field: column})

@@ -11,11 +11,12 @@ from collections.abc import Iterable
 import dagster as dg
 
 from billing import runner
-from collectors.sources import SftpSettings, SourceConfig, load_sources
+from collectors import registry
+from collectors.sources import DEFAULT_SOURCE, SourceConfig, load_sources
 from core.config import load_settings
 from warehouse.schema import CATALOG_TABLES
 
-DEFAULT_SOURCE = "upload"  # the always-present upload source: the config's inbox, collected by raw/landed_files
+# DEFAULT_SOURCE, the always-present upload source (the config's inbox), is collected by raw/landed_files.
 EVENT_TABLES = ("events", "quarantine", "duplicates")
 
 
@@ -35,19 +36,11 @@ def configured_sources(sources_file=None) -> dict[str, SourceConfig]:
 
 
 def describe_source(source: SourceConfig) -> str:
-    """What the UI shows for a source asset: where it collects from."""
-    conn = source.connection
-    if isinstance(conn, SftpSettings):
-        where = (f"SFTP {conn.username}@{conn.host}:{conn.port}, folder {conn.remote_dir}, "
-                 f"files matching {conn.pattern}")
-    elif source.kind == "api":
-        where = f"HTTP API {conn.url} (pagination: {conn.pagination.style}), from its checkpoint"
-    else:
-        inbox = getattr(conn, "inbox", None)
-        where = f"the upload folder {inbox}" if inbox else "no folder of its own (connection.inbox not set)"
-    return (f"Source '{source.name}' ({source.kind}, format {source.format}"
-            f"{', naive times in ' + source.timezone if source.timezone else ''}): collects {where} into the "
-            "content-addressed landing zone and the manifest.")
+    """What the UI shows for a source asset: where it collects from (its kind says), and its format."""
+    fmt = source.file_format
+    return (f"Source '{source.name}' ({source.kind}, format {fmt.format}"
+            f"{', naive times in ' + fmt.timezone if fmt.timezone else ''}): collects "
+            f"{registry.kind_of(source).where(source)} into the content-addressed landing zone and the manifest.")
 
 
 def build_source_asset(source: SourceConfig) -> dg.AssetsDefinition:

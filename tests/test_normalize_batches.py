@@ -13,7 +13,7 @@ import pytest
 
 import normalize.rules as rules
 from collectors.landing import land_file
-from collectors.sources import SourceConfig
+from formats import SourceFormat
 from normalize.load import load_pending
 from normalize.rules import read_batches, read_rows
 from warehouse.store import Warehouse
@@ -133,8 +133,8 @@ def test_read_batches_number_rows_across_blocks_and_streams(tmp_path, monkeypatc
     monkeypatch.setattr(rules, "WHOLE_FILE_BYTES", 0)  # stream the CSV file
     monkeypatch.setattr(rules, "JSONL_BLOCK_BYTES", 500)  # a few lines per block
     for path in (csv, jsonl):
-        whole = read_rows(path, SourceConfig("s"))
-        batches = list(read_batches(path, SourceConfig("s"), batch_rows=7))
+        whole = read_rows(path, SourceFormat("s"))
+        batches = list(read_batches(path, SourceFormat("s"), batch_rows=7))
         assert max(b.height for b in batches) == 7 and len(batches) == 15
         assert pl.concat(batches).equals(whole), path.name
         assert whole["row_number"].to_list() == list(range(1, 101))
@@ -143,7 +143,7 @@ def test_read_batches_number_rows_across_blocks_and_streams(tmp_path, monkeypatc
 def test_read_batches_of_an_empty_file_yield_one_empty_frame(tmp_path):
     for name, text in (("e.csv", ""), ("h.csv", HEADER), ("e.jsonl", "\n")):
         (tmp_path / name).write_text(text)
-        batches = list(read_batches(tmp_path / name, SourceConfig("s")))
+        batches = list(read_batches(tmp_path / name, SourceFormat("s")))
         assert len(batches) == 1 and batches[0].height == 0
 
 
@@ -172,7 +172,7 @@ def test_quantities_and_times_stay_exact_through_batches(tmp_path, monkeypatch):
             ("c", "C1", "API", "0.1", "2026-10-01T00:00:00.5Z")]
     land_file(warehouse, tmp_path / "landing", write_csv(tmp_path / "u.csv", rows), source="upload",
               collector="upload")
-    list(load_pending(warehouse, {"upload": SourceConfig("upload")}))
+    list(load_pending(warehouse, {"upload": SourceFormat("upload")}))
     with warehouse.transaction() as tx:
         got = tx.fetchall("SELECT event_id, quantity, occurred_at FROM raw.events ORDER BY event_id")
     assert [(e, q) for e, q, _ in got] == [("a", Decimal("0.000000001")),
@@ -189,7 +189,7 @@ def test_prefetch_hands_batches_over_in_order_and_skips_what_a_load_left(tmp_pat
     b = write_csv(tmp_path / "b.csv", HISTORY)
     bad = tmp_path / "bad.csv"
     bad.write_text("only,two\n1,2\n")
-    source = SourceConfig("s")
+    source = SourceFormat("s")
     with _Prefetch([("a", a, source, None), ("bad", bad, source, None), ("b", b, source, None)]) as prefetch:
         first = next(prefetch.batches("a"))
         assert first.normalized.rows_received == 4

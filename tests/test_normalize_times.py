@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from collectors.landing import land_file
-from collectors.sources import SourceConfig, parse_sources
+from collectors.sources import parse_sources
+from formats import SourceFormat
 from normalize.load import load_pending
 from normalize.rules import normalize_frame
 from warehouse.store import Warehouse
@@ -24,7 +25,7 @@ def rows(*times: str) -> pl.DataFrame:
                         ).with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
 
 
-def outcome(times: list[str], source: SourceConfig, received_at: datetime = RECEIVED) -> dict[str, str | None]:
+def outcome(times: list[str], source: SourceFormat, received_at: datetime = RECEIVED) -> dict[str, str | None]:
     """Each timestamp -> None when it became an event, else its quarantine reason."""
     out = normalize_frame(rows(*times), source, received_at=received_at)
     assert out.events.height + out.quarantine.height == len(times)
@@ -35,7 +36,7 @@ def outcome(times: list[str], source: SourceConfig, received_at: datetime = RECE
 
 def test_events_dated_after_the_files_receipt_plus_the_margin_are_quarantined():
     got = outcome(["9999-12-31T23:59:59Z", "2026-11-03T09:30:00Z", "2026-11-03T09:30:01Z",
-                   "2026-11-03T10:30:00+01:00", "2026-10-31T12:00:00Z"], SourceConfig("s"))
+                   "2026-11-03T10:30:00+01:00", "2026-10-31T12:00:00Z"], SourceFormat("s"))
     assert got["2026-11-03T09:30:00Z"] is None  # exactly one day after receipt: still plausible
     assert got["2026-11-03T10:30:00+01:00"] is None  # the same instant, written with an offset
     assert got["2026-10-31T12:00:00Z"] is None
@@ -47,7 +48,7 @@ def test_events_dated_after_the_files_receipt_plus_the_margin_are_quarantined():
 
 
 def test_the_future_margin_is_the_sources_setting():
-    source = SourceConfig("s", future_margin=timedelta(hours=2))
+    source = SourceFormat("s", future_margin=timedelta(hours=2))
     got = outcome(["2026-11-02T11:30:00Z", "2026-11-02T11:30:01Z"], source)
     assert got["2026-11-02T11:30:00Z"] is None
     assert "is more than 2 hours after the file was received" in got["2026-11-02T11:30:01Z"]
@@ -55,13 +56,13 @@ def test_the_future_margin_is_the_sources_setting():
 
 def test_events_dated_before_the_earliest_date_are_quarantined():
     times = ["1999-12-31T23:59:59Z", "2000-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "2000-01-01 00:30:00"]
-    got = outcome(times, SourceConfig("s", timezone="Europe/Berlin"))  # the last one is 1999-12-31T23:30Z
+    got = outcome(times, SourceFormat("s", timezone="Europe/Berlin"))  # the last one is 1999-12-31T23:30Z
     assert got["2000-01-01T00:00:00Z"] is None
     assert got["1970-01-01T00:00:00Z"] == ("occurred_at '1970-01-01T00:00:00Z' is before 2000-01-01, the "
                                            "earliest date source 's' accepts ('earliest_date')")
     assert "is before 2000-01-01" in got["1999-12-31T23:59:59Z"]
     assert "is before 2000-01-01" in got["2000-01-01 00:30:00"]
-    older = outcome(times, SourceConfig("s", timezone="Europe/Berlin", earliest_date=date(1970, 1, 1)))
+    older = outcome(times, SourceFormat("s", timezone="Europe/Berlin", earliest_date=date(1970, 1, 1)))
     assert older == dict.fromkeys(times)
 
 
@@ -88,7 +89,7 @@ def test_far_future_events_of_a_landed_file_are_quarantined_against_its_receipt_
     assert reasons[3].startswith("occurred_at '2026-10-20T00:00:00Z' is more than 24 hours after")
 
 
-BUDAPEST = SourceConfig("s", timezone="Europe/Budapest")  # 2026: +02:00 until 25 Oct 03:00, from 29 Mar 03:00
+BUDAPEST = SourceFormat("s", timezone="Europe/Budapest")  # 2026: +02:00 until 25 Oct 03:00, from 29 Mar 03:00
 
 
 def test_a_naive_time_in_the_hour_clocks_go_back_is_quarantined_as_ambiguous():
@@ -117,9 +118,9 @@ def test_the_bounds_are_set_per_source_in_the_sources_file():
     sources = parse_sources({"sources": [{"name": "s", "future_margin_hours": 1.5, "earliest_date": date(2020, 1, 1)},
                                          {"name": "t", "earliest_date": "2019-06-01"}, {"name": "u"}]},
                             base_dir=Path("."), origin="sources.yaml")
-    assert sources["s"].future_margin == timedelta(minutes=90) and sources["s"].earliest_date == date(2020, 1, 1)
-    assert sources["t"].earliest_date == date(2019, 6, 1)
-    assert (sources["u"].future_margin, sources["u"].earliest_date) == (timedelta(days=1), date(2000, 1, 1))
+    assert sources["s"].file_format.future_margin == timedelta(minutes=90) and sources["s"].file_format.earliest_date == date(2020, 1, 1)
+    assert sources["t"].file_format.earliest_date == date(2019, 6, 1)
+    assert (sources["u"].file_format.future_margin, sources["u"].file_format.earliest_date) == (timedelta(days=1), date(2000, 1, 1))
     for entry, message in [({"future_margin_hours": -1}, "future_margin_hours: must be 0 or more"),
                            ({"earliest_date": "01/01/2000"}, "earliest_date: must be a date such as 2000-01-01"),
                            ({"earliest_date": datetime(2000, 1, 1)}, "earliest_date: must be a date")]:

@@ -14,8 +14,8 @@ from scenario import bill, own_postgres_database, rows
 
 from catalog.load import CatalogError, load_catalog
 from catalog.write import write_catalog
-from collectors.sources import SourceConfig
 from core.money import AMOUNT, FEE, MINOR_UNITS, MONEY, PRICE, QUANTITY, round_money
+from formats import SourceFormat
 from normalize.rules import normalize_frame
 from warehouse import schema
 from warehouse.store import Warehouse
@@ -115,14 +115,14 @@ def test_a_quantity_beyond_the_limit_is_quarantined_with_a_reason():
                           "quantity": ["9999999999.999999999", "10000000000", "1000000"],
                           "occurred_at": ["2026-10-01T00:00:00Z"] * 3})
     frame = frame.with_row_index("row_number", offset=1).with_columns(pl.col("row_number").cast(pl.Int64))
-    out = normalize_frame(frame, SourceConfig("s"))
+    out = normalize_frame(frame, SourceFormat("s"))
     assert out.events["quantity"].to_list() == [D("9999999999.999999999"), D("1000000")]
     assert out.quarantine.rows() == [(2, "quantity", "quantity '10000000000' is above the largest quantity kept, "
                                       "9999999999.999999999 (at most 10 digits before the decimal point and 9 "
                                       "after; docs/catalog.md)",
                                       out.quarantine["raw_row"][0])]
     # the limit holds after a source's quantity_scale too
-    scaled = normalize_frame(frame, SourceConfig("s", quantity_scale=D("1000")))
+    scaled = normalize_frame(frame, SourceFormat("s", quantity_scale=D("1000")))
     assert scaled.events["event_id"].to_list() == ["c"]
     assert set(scaled.quarantine["row_number"]) == {1, 2}
 

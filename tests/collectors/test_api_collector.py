@@ -70,7 +70,7 @@ def make_source(api: UsageApi, style: str, **connection) -> SourceConfig:
 
 
 def load_events(warehouse: Warehouse, source: SourceConfig) -> int:
-    loads = list(load_pending(warehouse, {source.name: source}))
+    loads = list(load_pending(warehouse, {source.name: source.file_format}))
     assert all(x.status == "loaded" for x in loads), [x.error for x in loads]
     return count(warehouse, "SELECT count(*) FROM raw.events")
 

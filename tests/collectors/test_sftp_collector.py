@@ -82,7 +82,7 @@ def landed_names(warehouse: Warehouse) -> list[str]:
 
 
 def events(warehouse: Warehouse, source: SourceConfig) -> int:
-    list(load_pending(warehouse, {source.name: source}))
+    list(load_pending(warehouse, {source.name: source.file_format}))
     return count(warehouse, "SELECT count(*) FROM raw.events")
 
 

@@ -7,15 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from collectors.sources import (
-    DEFAULT_UPLOAD_SOURCE,
-    ApiSettings,
-    SftpSettings,
-    SourceConfigError,
-    load_sources,
-    parse_sources,
-    secret_from_env,
-)
+from collectors.api import ApiSettings
+from collectors.sftp import SftpSettings
+from collectors.sources import SourceConfigError, default_source, load_sources, parse_sources, secret_from_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +38,7 @@ def test_example_file_parses_and_covers_every_kind():
 
 
 def test_no_file_means_only_the_upload_source():
-    assert load_sources(None) == {"upload": DEFAULT_UPLOAD_SOURCE}
+    assert load_sources(None) == {"upload": default_source()}
 
 
 def test_an_upload_source_waits_two_seconds_for_a_fresh_file_unless_told_otherwise():
@@ -62,8 +56,9 @@ def test_sftp_source_resolves_relative_paths_and_keeps_format_settings(tmp_path:
     assert isinstance(source.connection, SftpSettings)
     assert source.connection.key_file == tmp_path / "keys" / "id_ed25519"
     assert source.connection.known_hosts == tmp_path / "known_hosts"
-    assert (source.format, source.delimiter, source.timezone) == ("csv", ";", "Europe/Berlin")
-    assert source.column("event_id") == "id" and source.column("customer_id") == "customer_id"
+    fmt = source.file_format
+    assert (fmt.name, fmt.format, fmt.delimiter, fmt.timezone) == ("s", "csv", ";", "Europe/Berlin")
+    assert fmt.column("event_id") == "id" and fmt.column("customer_id") == "customer_id"
     assert "upload" in load_sources(path)
 
 
