@@ -84,8 +84,9 @@ class Section:
             raise self.fail(key, f"must name an environment variable (letters, digits, _), got {value!r}")
         return value
 
-    def path(self, key: str, base_dir: Path) -> Path | None:
-        value = self.get(key, str)
+    def path(self, key: str, base_dir: Path, *, required: bool = False) -> Path | None:
+        """A path, relative ones read from `base_dir` (the sources file's folder)."""
+        value = self.get(key, str, required=required)
         if value is None:
             return None
         path = Path(value).expanduser()
