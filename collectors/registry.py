@@ -8,14 +8,16 @@ description. The module registers an instance (`register(MyKind())`) when import
 Everything that runs collectors loops over the registry, with no per-kind code: the sources file
 parser (collectors/sources.py), `billing.runner.collect`, and the Dagster source assets and
 sensors (pipelines/). Adding a kind is one module, plus its registration: its name in `BUILTIN`
-(kinds shipped here, imported on first use), or an import of the module before the sources file
-is read (a kind kept elsewhere).
+(kinds shipped here, imported on first use), or, for a kind kept in another installed package, an
+entry point in the group `billing.collectors` naming its module (loaded on first use too), or an
+import of the module before the sources file is read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import re
 import threading
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 BUILTIN = ("collectors.upload", "collectors.sftp", "collectors.api")
+# Other packages' kinds: `[project.entry-points."billing.collectors"] localdir = "mypackage.localdir:KIND"`
+ENTRY_POINTS = "billing.collectors"
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -147,6 +151,15 @@ def _load_builtin() -> None:
     if not _builtin_loaded:
         for module in BUILTIN:
             importlib.import_module(module)  # each registers its kind
+        for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
+            try:
+                loaded = entry.load()  # "package.module" registers its kind; "package.module:KIND" names it
+                if isinstance(loaded, CollectorKind) and _kinds.get(loaded.name) is not loaded:
+                    register(loaded)
+            except Exception as exc:
+                raise ImportError(f"collector kind '{entry.name}' (entry point {entry.value} in group "
+                                  f"{ENTRY_POINTS}) cannot be loaded: {type(exc).__name__}: {exc}; fix or "
+                                  "uninstall the package that declares it") from exc
         _builtin_loaded = True
 
 

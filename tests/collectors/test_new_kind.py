@@ -61,6 +61,9 @@ class LocalDirKind(CollectorKind):
         return f"the local folder {source.connection.folder}"
 
 
+KIND = LocalDirKind()  # what a package's entry point names (below)
+
+
 @pytest.fixture
 def localdir_kind():
     kind = registry.register(LocalDirKind())
@@ -121,3 +124,21 @@ def test_an_unregistered_kind_is_refused_naming_the_known_ones(billing_env: Path
     with pytest.raises(SourceConfigError, match=r"source 'partner-dir': kind: must be one of upload, sftp, api, "
                                                 r"got 'localdir'"):
         load_sources(path)
+
+
+def test_a_kind_in_another_package_is_found_by_its_entry_point(billing_env: Path, monkeypatch):
+    """An installed package declares `[project.entry-points."billing.collectors"] localdir = "its.module:KIND"`."""
+    import importlib.metadata
+
+    declared = importlib.metadata.EntryPoint("localdir", f"{__name__}:KIND", registry.ENTRY_POINTS)
+    real = importlib.metadata.entry_points
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda **kw: [declared] if kw.get("group") == registry.ENTRY_POINTS else real(**kw))
+    monkeypatch.setattr(registry, "_builtin_loaded", False)  # as in a new process
+    (billing_env / "drop").mkdir()
+    try:
+        source = load_sources(write_sources(billing_env, monkeypatch, folder="drop"))["partner-dir"]
+        assert registry.kind_of(source) is KIND
+        assert source.connection == LocalDirSettings(folder=billing_env / "drop")
+    finally:
+        registry.unregister("localdir")
