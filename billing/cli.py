@@ -2,6 +2,7 @@
 
     billing run --month 2026-10        collect, normalize, load the catalog, rate, check
                 [--expectations]       ... and run the Great Expectations suites (about 8 s more)
+                [--force]              ... rate and check even when nothing changed since the last run
     billing upload FILE [--source S]   drop a file into the upload inbox (landed on the next run)
     billing demo [--events N] [--expectations]  generate the demo dataset and bill its last month
     billing explain LINE_ID [--events] why a line's amount is what it is: rate, tiers, usage, files
@@ -36,7 +37,7 @@ from core.periods import month_window
 from desk import cli as desk_cli
 from warehouse.store import open_warehouse
 
-from . import lifecycle_cli, runner, webhooks_cli
+from . import lifecycle_cli, month_inputs, runner, webhooks_cli
 
 # Markup only in the CLI's own words: user data (ids, names, paths, error texts) is printed as rich Text,
 # never parsed as markup; no highlighting (its regexes take minutes on a long value) and no emoji codes
@@ -98,11 +99,12 @@ def blocking_failures(outcomes) -> list:
     return [o for o in outcomes if o.blocking and not o.passed]
 
 
-def run_month(settings: Settings, month: str, expectations: bool = False) -> int:
-    """Bill one month end to end; returns the exit status: 0, or EXIT_BLOCKED when a blocking check failed.
+def run_month(settings: Settings, month: str, expectations: bool = False, force: bool = False) -> int:
+    """Bill one month end to end; returns the exit status: 0, or EXIT_BLOCKED when a blocking check failed
+    (the latest rating run's checks, when nothing changed since: see `bill_month`).
 
     With `expectations`, the Great Expectations suites run after the checks, under the same run id."""
-    blocked = blocking_failures(bill_month(settings, month, expectations))
+    blocked = blocking_failures(bill_month(settings, month, expectations, force))
     if blocked:
         _print(("exit status 3", "red"), ": billed, but blocking check(s) failed: ",
                ", ".join(o.name for o in blocked), "; resolve their findings before issuing the month's invoices")
@@ -110,8 +112,12 @@ def run_month(settings: Settings, month: str, expectations: bool = False) -> int
     return 0
 
 
-def bill_month(settings: Settings, month: str, expectations: bool = False) -> list:
-    """Bill one month end to end and print the summary; returns every check's outcome (and the suites')."""
+def bill_month(settings: Settings, month: str, expectations: bool = False, force: bool = False) -> list:
+    """Bill one month end to end and print the summary; returns every check's outcome (and the suites').
+
+    After collecting and normalizing, the month's inputs (billing/month_inputs.py) are compared with those
+    of its latest rating run: when none changed, rating and checking are skipped (unless `force`) and
+    that run's outcomes are returned."""
     import uuid
 
     period = month_window(month)
@@ -125,11 +131,20 @@ def bill_month(settings: Settings, month: str, expectations: bool = False) -> li
         landed = runner.collect(settings, warehouse, _say)
     with _stage("normalize"):
         loads = runner.normalize(settings, warehouse, _say)
-    with _stage("rate (dbt build)"):
-        runner.rate(settings, period)
-    with _stage("check"):
-        outcomes = runner.check(settings, warehouse, period, run_id)
-        runner.record_rating_run(settings, warehouse, period, outcomes, run_id)
+    with _stage("compare inputs"):
+        inputs = runner.inputs_unchanged(settings, warehouse, period)
+    if inputs.unchanged and not force:
+        _print((inputs.describe(), "green"), "; not rated or checked again, the findings "
+               "and exit status are that run's (--force rates and checks again)")
+        outcomes = month_inputs.stored_outcomes(warehouse, inputs.previous)
+    else:
+        if inputs.previous is not None:
+            _say(inputs.describe())
+        with _stage("rate (dbt build)"):
+            runner.rate(settings, period)
+        with _stage("check"):
+            outcomes = runner.check(settings, warehouse, period, run_id)
+            runner.record_rating_run(settings, warehouse, period, outcomes, run_id, inputs=inputs.inputs)
     suites = None
     if expectations:
         with _stage("expectations (Great Expectations suites)"):
@@ -293,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     gx_help = ("also run the Great Expectations suites (docs/quality.md) and keep their results under "
                "$BILLING_HOME/quality/validations/; about 8 s more")
     run_p.add_argument("--expectations", action="store_true", help=gx_help)
+    run_p.add_argument("--force", action="store_true",
+                       help="rate and check even when nothing changed since the month's last rating run "
+                            "(its events, catalog, code, ledger, settings: billing/month_inputs.py)")
     up_p = sub.add_parser("upload", help="put a usage file into the upload inbox")
     up_p.add_argument("file", type=Path)
     up_p.add_argument("--source", default="upload")
@@ -319,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if handled is not None:
             return handled
         if args.command == "run":
-            return run_month(settings, args.month, args.expectations)
+            return run_month(settings, args.month, args.expectations, args.force)
         if args.command == "upload":
             return upload(settings, args.file, args.source)
         if args.command == "explain":

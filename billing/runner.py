@@ -122,14 +122,29 @@ def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str 
 
 
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,
-                      run_id: str | None = None) -> str:
+                      run_id: str | None = None, inputs=None) -> str:
     """Record the drafts this run produced and its blocking findings: what issuing checks against
-    (ledger/drafts.py). Approvals of drafts that changed lapse, and the action log says why."""
+    (ledger/drafts.py). Approvals of drafts that changed lapse, and the action log says why.
+    `inputs` (billing.month_inputs.MonthInputs, computed before rating) are recorded with the run:
+    the next run of the month compares against them (`inputs_unchanged`)."""
     from ledger.drafts import file_sha256
     from ledger.drafts import record_rating_run as record
 
     with warehouse.transaction() as tx:
-        return record(tx, period.key, outcomes, run_id=run_id, catalog_sha256=file_sha256(settings.catalog))
+        run_id = record(tx, period.key, outcomes, run_id=run_id, catalog_sha256=file_sha256(settings.catalog))
+        if inputs is not None:
+            from .month_inputs import record_inputs
+
+            record_inputs(tx, inputs, run_id, outcomes)
+        return run_id
+
+
+def inputs_unchanged(settings: Settings, warehouse: Warehouse, period: Period):
+    """The period's inputs now against those of its latest rating run (billing.month_inputs.Comparison):
+    `.unchanged` means rating and checking again would give the same invoices and findings."""
+    from .month_inputs import compare
+
+    return compare(settings, warehouse, period)
 
 
 def expectations(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None):

@@ -180,6 +180,16 @@ TABLES: dict[str, str] = {
         blocking_findings VARCHAR NOT NULL,     -- JSON list of the run's blocking findings
         drafts VARCHAR NOT NULL                 -- JSON {invoice_id: {draft_fingerprint, data_fingerprint}}
     """,
+    # What a rating run rated from (billing/month_inputs.py): a rerun whose inputs are all equal skips
+    # rating and checking, and reports this run's outcomes.
+    "rating_inputs": """
+        run_id VARCHAR PRIMARY KEY,             -- the rating run (rating_runs.run_id)
+        period VARCHAR NOT NULL,
+        inputs_sha256 VARCHAR NOT NULL,
+        parts VARCHAR NOT NULL,                 -- JSON {part: sha256}: code, settings, catalog, ingest, ledger, ...
+        outcomes VARCHAR NOT NULL,              -- JSON [{name, passed, blocking, summary}] of the run's checks
+        recorded_at TIMESTAMPTZ NOT NULL
+    """,
     # Review desk sign-in (desk/auth.py): password hashes, append-only: a person's latest row wins.
     "credentials": """
         person_id VARCHAR NOT NULL,
