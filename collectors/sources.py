@@ -119,6 +119,9 @@ def _parse_source(entry: Any, index: int, base_dir: Path, origin: str) -> Source
         raise top.fail("connection", f"is required for a {kind_name} source")
     conn = top.section("connection")
     connection = kind.parse_settings(conn, base_dir)
+    if not isinstance(connection, kind.settings_schema):  # a mistake in the kind's module, not in the file
+        raise TypeError(f"collector kind '{kind_name}' ({type(kind).__module__}): parse_settings returned "
+                        f"{type(connection).__name__}, not its settings_schema {kind.settings_schema.__name__}")
     conn.done()
     top.done()
     return SourceConfig(name=name, kind=kind_name, file_format=file_format, connection=connection)

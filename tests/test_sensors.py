@@ -33,7 +33,9 @@ def run_requests(sensor: dg.SensorDefinition) -> list[dg.RunRequest]:
 def test_inbox_sensor_keys_runs_by_content(billing_env: Path):
     sensor = inbox_sensor()
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    assert run_requests(sensor) == []  # empty inbox: nothing to do
+    assert run_requests(sensor) == []  # empty inbox: nothing to do, and the tick says where it looked
+    assert sensor.evaluate_tick(dg.build_sensor_context()).skip_message \
+        == f"source 'upload': no files waiting in {billing_env / 'inbox'}"
 
     (billing_env / "inbox" / "usage.csv").write_text(CSV.format(id="e-1"))
     (billing_env / "inbox" / "half.csv.part").write_text("still being written")  # ignored, like the collector
@@ -124,7 +126,10 @@ def test_every_source_gets_a_stopped_sensor(two_sources: Path):
     assert dg.AssetKey(["sources", "partners"]) in request.asset_selection
 
     # An unreachable server: the tick is skipped (bounded by the source's timeouts), never a run.
-    assert run_requests(sensors["acme_sftp_sensor"]) == []
+    tick = sensors["acme_sftp_sensor"].evaluate_tick(dg.build_sensor_context())
+    assert not tick.run_requests
+    assert tick.skip_message.startswith("source 'acme-sftp': cannot look for new usage: ")
+    assert "not-a-real-password" not in tick.skip_message
 
 
 def test_sftp_sensor_keys_runs_by_the_remote_listing(tmp_path: Path, monkeypatch):
