@@ -11,11 +11,17 @@
     quantity 19 + price 18 + 1 = 38: quantity x unit price is exact, DECIMAL(38, 21), below 10^16;
     amount 37: an amount plus a fee (27) or another amount is DECIMAL(38, 21), exact;
     fee 27 + an integer (Spark: DECIMAL(10, 0)) + 1 = 38: a flat fee x days is exact.
-  Multiply a quantity only by a price (or a count cast to quantity_type), never by an amount.
+    packages 19 + price 18 + 1 = 38: a count of whole packages x the package price is exact.
+  Multiply a quantity only by a price (or a count cast to quantity_type or package_count_type),
+  never by an amount.
 #}
 
 {#- usage quantities, included units, tier bounds: 10 digits before the point, 9 after -#}
 {% macro quantity_type() %}decimal(19, 9){% endmacro %}
+{#- whole packages, ceil(quantity / package size): up to 10^10, one digit more than a quantity's whole
+    part, so no fraction and a quantity's 19 digits (DuckDB multiplies two decimals of at most 18 digits
+    in 64 bits, which 10^10 x the largest price overflows; Spark: 19 + 18 + 1 = 38, exact) -#}
+{% macro package_count_type() %}decimal(19, 0){% endmacro %}
 {#- unit prices and package prices: 6 digits before the point, 12 after -#}
 {% macro price_type() %}decimal(18, 12){% endmacro %}
 {#- flat fees, flat amounts, minimum commitments: 15 digits before the point, 12 after -#}

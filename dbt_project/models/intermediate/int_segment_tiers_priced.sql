@@ -75,9 +75,11 @@ packaged as (
         billable_quantity as units,
         package_price as unit_price,
         cast(0 as {{ fee_type() }}) as flat_fee,
+        {#- the count of packages has its own type: ceil of the largest quantity is 10^10, one whole
+            digit more than a quantity holds (macros/money.sql) -#}
         cast(
             cast({{ int_divide('cast(ceil(billable_quantity) as bigint) + package_size - 1', 'package_size') }}
-                 as {{ quantity_type() }})
+                 as {{ package_count_type() }})
             * package_price
         as {{ amount_type() }}) as usage_amount
     from segments
