@@ -21,7 +21,7 @@ from normalize.load import CONFLICT_MARK
 from warehouse.store import Tx, Warehouse
 
 from .findings import CheckOutcome, write_findings
-from .rerate import rerate_warehouse
+from .rerate import AmountDoesNotFit, rerate_warehouse
 
 MARTS = "marts"
 
@@ -129,7 +129,12 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     if catalog is None:
         return CheckOutcome("misrated_lines", False, True, "no catalog given: cannot re-rate")
     # The re-rater reads raw.events itself, a batch of customers at a time (bounded memory).
-    expected = rerate_warehouse(tx, catalog, period).lines
+    try:
+        expected = rerate_warehouse(tx, catalog, period).lines
+    except AmountDoesNotFit as exc:  # a finding, not a crash that would stop the other checks
+        return CheckOutcome("misrated_lines", False, True, str(exc), [
+            {"billing_account_id": exc.billing_account_id, "product_id": exc.product_id, "rate_id": exc.rate_id,
+             "detail": str(exc)}])
     # Lines the ledger made (manual charges, corrections, credit) and usage repriced by a per-invoice
     # override are not the catalog's to confirm: the re-rater skips them, and the true-ups of invoices
     # with an override (their subtotal is not the catalog's either).

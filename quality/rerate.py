@@ -398,11 +398,24 @@ def _price_segments(catalog: Catalog, period: Period, days: pl.DataFrame, rated:
     return lines, tiers
 
 
+class AmountDoesNotFit(ValueError):
+    """A re-rated amount the warehouse's amount type (core/money.py AMOUNT) cannot keep exactly."""
+
+    def __init__(self, amount: Decimal, seg: dict, problem: str):
+        self.billing_account_id, self.product_id, self.rate_id = (
+            seg["billing_account_id"], seg["product_id"], seg["rate_id"])
+        super().__init__(f"the amount {amount:f} of {self.billing_account_id} {self.product_id} (rate {self.rate_id}) "
+                         f"{problem}; no invoice can hold it exactly: check the price's digits and the usage")
+
+
 def _fits(amount: Decimal, seg: dict) -> None:
-    """Refuse to store an amount that EXACT would round: money stays exact or fails."""
-    if amount != amount.quantize(Decimal(1).scaleb(-AMOUNT.fraction)):
-        raise ValueError(f"amount {amount} for {seg['billing_account_id']} {seg['product_id']} "
-                         f"(rate {seg['rate_id']}) has more than {AMOUNT.fraction} decimal places; check the price's digits")
+    """Refuse an amount that EXACT would round or overflow: money stays exact or fails, with why.
+
+    AMOUNT.problem compares in a context wide enough for 38 digits (the default 28 digits made
+    quantize itself fail at the catalog's limits)."""
+    problem = AMOUNT.problem(amount)
+    if problem is not None:
+        raise AmountDoesNotFit(amount, seg, problem)
 
 
 def _minimum_commitments(catalog: Catalog, period: Period, lines: list[tuple]) -> list[tuple]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 
 import polars as pl
 import pytest
@@ -161,6 +161,74 @@ def test_twelve_places_and_clf_on_postgres(tmp_path):
         assert rows(settings, "SELECT currency, total FROM marts.fct_invoices", postgres_dsn=dsn) == [
             ("CLF", D("1.3581"))]
         assert outcomes["misrated_lines"].passed, outcomes["misrated_lines"].summary
+
+
+def limits_scenario() -> tuple[str, str, dict[str, Decimal]]:
+    """A catalog and usage at the widest values the catalog accepts, and each line's exact amount
+    (Python decimals, 80 digits). tests/test_spark.py bills it on Spark too."""
+    quantity, price, fee = QUANTITY.largest, PRICE.largest, FEE.largest
+    longest = D(1).scaleb(-PRICE.fraction) * 123456789  # 0.000123456789: every place of the price used
+    catalog = f"""
+products:
+  - code: WIDE
+    prices: [{{currency: USD, model: per_unit, unit_price: "{price}"}}]
+  - code: LONG
+    prices: [{{currency: USD, model: per_unit, unit_price: "{longest}"}}]
+  - code: BLOCKS
+    prices: [{{currency: USD, model: package, package_size: 1, package_price: "{price}"}}]
+  - code: FEE
+    aggregation: none
+    prices: [{{currency: USD, model: flat_fee, amount: "{fee}"}}]
+customers:
+  - {{id: BIG, currency: USD}}
+account_products:
+  - {{id: AP-FEE, customer: BIG, product: FEE, effective_from: 2025-03-11}}
+"""
+    usage = ("event_id,customer_id,product_id,quantity,occurred_at\n"
+             f"w,BIG,WIDE,{quantity},2025-03-05T00:00:00Z\n"
+             f"l,BIG,LONG,{quantity},2025-03-05T00:00:00Z\n"
+             f"b,BIG,BLOCKS,{quantity},2025-03-05T00:00:00Z\n")
+    with localcontext(Context(prec=80)):
+        exact = {
+            "WIDE": quantity * price,  # 37 digits: 9999999999999999.989000000000000000001
+            "LONG": quantity * longest,
+            # ceil(quantity) = 10^10 packages of 1: one whole digit more than a quantity has
+            "BLOCKS": (quantity // 1 + 1) * price,
+            "FEE": (fee * 21 * 10 ** 12 // 31) / D(10 ** 12),  # 21 of March's 31 days, truncated to 12 places
+        }
+    assert exact["BLOCKS"] == D(10) ** QUANTITY.integer * price and exact["FEE"] <= fee * 21 / 31
+    return catalog, usage, exact
+
+
+LIMITS_MONTH = "2025-03"
+
+
+def _limits_lines(settings, postgres_dsn=None) -> dict[str, tuple[Decimal, Decimal]]:
+    return {product: (unrounded, amount) for product, unrounded, amount in rows(
+        settings, "SELECT product_id, amount_unrounded, amount FROM marts.fct_invoice_lines", postgres_dsn=postgres_dsn)}
+
+
+def _assert_exact_at_the_limits(settings, outcomes, exact, postgres_dsn=None):
+    lines = _limits_lines(settings, postgres_dsn)
+    assert {product: unrounded for product, (unrounded, _) in lines.items()} == exact
+    assert {product: amount for product, (_, amount) in lines.items()} == {
+        product: round_money(value, "USD") for product, value in exact.items()}
+    # the independent re-rater (Python decimals) confirms every line: nothing failed, nothing crashed
+    assert [(name, o.summary) for name, o in outcomes.items() if not o.passed] == []
+    assert outcomes["misrated_lines"].summary == "all 4 lines confirmed by the re-rater"
+
+
+def test_amounts_at_the_catalogs_limits_are_exact_on_duckdb_and_the_rerater_agrees(tmp_path):
+    catalog, usage, exact = limits_scenario()
+    settings, outcomes = bill(tmp_path / "home", catalog, usage, [LIMITS_MONTH])
+    _assert_exact_at_the_limits(settings, outcomes, exact)
+
+
+def test_amounts_at_the_catalogs_limits_are_exact_on_postgres(tmp_path):
+    catalog, usage, exact = limits_scenario()
+    with own_postgres_database("limits") as dsn:
+        settings, outcomes = bill(tmp_path / "home", catalog, usage, [LIMITS_MONTH], postgres_dsn=dsn)
+        _assert_exact_at_the_limits(settings, outcomes, exact, dsn)
 
 
 def _old_warehouse(warehouse: Warehouse) -> None:

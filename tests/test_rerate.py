@@ -342,3 +342,47 @@ def test_reading_the_warehouse_in_customer_batches_gives_the_same_month(tmp_path
     want = rerate(load_catalog(REFERENCE_CATALOG), events, OCTOBER)
     assert got.lines.equals(want.lines) and got.tiers.equals(want.tiers)
     assert got.unrated.equals(want.unrated) and got.invoices.equals(want.invoices)
+
+
+def test_amounts_at_the_catalogs_limits_are_exact():
+    from core.money import FEE, PRICE, QUANTITY
+
+    largest = QUANTITY.largest  # 9,999,999,999.999999999
+    cat = small_catalog(("WIDE", "sum", per_unit(f"{PRICE.largest}")),
+                        ("BLOCKS", "sum", Price("package", package_size=1, package_price=PRICE.largest)),
+                        ("FEE", "none", Price("flat_fee", flat_amount=FEE.largest)))
+    cat.account_products["AP"] = AccountProduct("AP", "A", "FEE", date(2026, 10, 11), None, None)
+    got = rerate(cat, frame([("A", "WIDE", f"{largest}", at(5)), ("A", "BLOCKS", f"{largest}", at(5))]), OCTOBER)
+    amounts = {row["product_id"]: (row["amount_unrounded"], row["amount"]) for row in got.lines.iter_rows(named=True)}
+    assert amounts == {
+        # (10^10 - 10^-9) x (10^6 - 10^-12): all 37 digits kept
+        "WIDE": (D("9999999999999999.989000000000000000001"), D("9999999999999999.99")),
+        # ceil(largest) = 10^10 whole packages, one digit more than a quantity
+        "BLOCKS": (D("9999999999999999.99"), D("9999999999999999.99")),
+        # 21 of 31 days of the largest fee, truncated to 12 places
+        "FEE": (D("677419354838709.677419354838"), D("677419354838709.68")),
+    }
+    assert got.tiers.filter(pl.col("product_id") == "BLOCKS")["units"].to_list() == [D(10) ** 10]
+
+
+def test_an_amount_the_warehouse_cannot_keep_is_a_finding_naming_the_line(tmp_path):
+    from core.money import FEE, PRICE, QUANTITY
+    from quality.checks import misrated_lines
+    from quality.rerate import AmountDoesNotFit
+    from warehouse.store import Warehouse
+
+    # the largest usage at the largest price plus two of the largest tier fees: above 10^16
+    tiers = (Tier(D(1), PRICE.largest, FEE.largest), Tier(None, PRICE.largest, FEE.largest))
+    cat = small_catalog(("P", "sum", Price("graduated", tiers=tiers)))
+    events = frame([("A", "P", f"{QUANTITY.largest}", at(5))])
+    with pytest.raises(AmountDoesNotFit, match=r"of A P \(rate d:P\) is too large \(the limit: at most 16 digits"):
+        rerate(cat, events, OCTOBER)
+    warehouse = Warehouse(duckdb_path=tmp_path / "w.duckdb")
+    warehouse.ensure_schema()
+    with warehouse.transaction() as tx:
+        tx.insert_frame("raw.events", events.with_row_index("row_number", offset=1).with_columns(
+            pl.col("row_number").cast(pl.Int64)), constants={"file_id": "f", "loaded_at": at(1)})
+        outcome = misrated_lines(tx, OCTOBER, cat)
+    assert (outcome.passed, outcome.blocking) == (False, True)
+    assert [(f["billing_account_id"], f["product_id"], f["rate_id"]) for f in outcome.findings] == [("A", "P", "d:P")]
+    assert "no invoice can hold it exactly" in outcome.findings[0]["detail"]

@@ -16,10 +16,11 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
-from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Decimal
 
 import duckdb
 import pytest
+from test_precision import limits_scenario
 
 from billing import runner
 from core.config import Settings, load_settings
@@ -65,7 +66,7 @@ def spark_available() -> Iterator[None]:
         yield
 
 
-def bill(settings: Settings, periods: list[Period], check: bool = True):
+def bill(settings: Settings, periods: list[Period]):
     """The stages of `billing run` for each period; returns the check outcomes of the last."""
     warehouse = runner.prepare(settings)
     runner.load_catalog_stage(settings, warehouse)
@@ -74,8 +75,7 @@ def bill(settings: Settings, periods: list[Period], check: bool = True):
     outcomes = None
     for period in periods:
         runner.rate(settings, period)
-        if check:
-            outcomes = runner.check(settings, warehouse, period)
+        outcomes = runner.check(settings, warehouse, period)
     return outcomes
 
 
@@ -244,20 +244,21 @@ ZONE_MONTHS = [month_window("2024-12"), month_window("2025-01")]
 
 
 def bill_scenario(tmp_path_factory, name: str, catalog: str, usage: str, periods: list[Period],
-                  engine: str, check: bool = True) -> dict[str, dict]:
+                  engine: str) -> tuple[dict[str, dict], list]:
+    """The invoice tables of each period, and the check outcomes of the last."""
     home = new_home(tmp_path_factory, f"{name}-{engine}")
     (home / "catalog.yaml").write_text(catalog, encoding="utf-8")
     (home / "inbox" / "usage.csv").write_text(usage, encoding="utf-8")
     with billing_env(home, home / "catalog.yaml") as env:
         env.setenv("BILLING_ENGINE", engine)
         settings = load_settings()
-        bill(settings, periods, check)
-        return {period.key: invoice_tables(settings, period) for period in periods}
+        outcomes = bill(settings, periods)
+        return {period.key: invoice_tables(settings, period) for period in periods}, outcomes
 
 
 @pytest.fixture(scope="module")
 def zones(tmp_path_factory) -> dict[str, dict]:
-    return {engine: bill_scenario(tmp_path_factory, "zones", ZONES_CATALOG, ZONES_USAGE, ZONE_MONTHS, engine)
+    return {engine: bill_scenario(tmp_path_factory, "zones", ZONES_CATALOG, ZONES_USAGE, ZONE_MONTHS, engine)[0]
             for engine in ("duckdb", "spark")}
 
 
@@ -276,60 +277,21 @@ def test_local_months_and_rounding_on_spark_equal_duckdb(zones):
 
 
 # --------------------------------------------------------------------------------------------------
-# decimals at the catalog's limits (core/money.py)
-
-
-def limits_scenario() -> tuple[str, str, dict[str, Decimal]]:
-    """A catalog and usage at the widest values the catalog accepts, and each line's exact amount."""
-    from core import money
-
-    if not hasattr(money, "QUANTITY"):  # the limits land with issue 11 (items 11, 12)
-        pytest.skip("core/money.py states no limits of quantities and prices yet")
-    quantity, price, fee = money.QUANTITY.largest, money.PRICE.largest, money.FEE.largest
-    # packages: one unit less, so that the whole packages, ceil(quantity), are a quantity too
-    # (ceil of the largest quantity is 10^10, one digit more than a quantity has)
-    blocks = quantity - 1
-    longest = Decimal(1).scaleb(-money.PRICE.fraction) * 123456789  # 0.000123456789: every place of the price used
-    catalog = f"""
-products:
-  - code: WIDE
-    prices: [{{currency: USD, model: per_unit, unit_price: "{price}"}}]
-  - code: LONG
-    prices: [{{currency: USD, model: per_unit, unit_price: "{longest}"}}]
-  - code: BLOCKS
-    prices: [{{currency: USD, model: package, package_size: 1, package_price: "{price}"}}]
-  - code: FEE
-    aggregation: none
-    prices: [{{currency: USD, model: flat_fee, amount: "{fee}"}}]
-customers:
-  - {{id: BIG, currency: USD}}
-account_products:
-  - {{id: AP-FEE, customer: BIG, product: FEE, effective_from: 2025-03-11}}
-"""
-    usage = ("event_id,customer_id,product_id,quantity,occurred_at\n"
-             f"w,BIG,WIDE,{quantity},2025-03-05T00:00:00Z\n"
-             f"l,BIG,LONG,{quantity},2025-03-05T00:00:00Z\n"
-             f"b,BIG,BLOCKS,{blocks},2025-03-05T00:00:00Z\n")
-    with localcontext(Context(prec=80)):
-        days = Decimal(21) / Decimal(31)  # provisioned from 11 March: 21 of 31 days
-        exact = {
-            "WIDE": quantity * price,
-            "LONG": quantity * longest,
-            "BLOCKS": (blocks // 1 + 1) * price,  # ceil(blocks) packages of 1
-            "FEE": (fee * 21 * 10 ** 12 // 31) / Decimal(10 ** 12),  # prorated, truncated to 12 places
-        }
-    assert exact["FEE"] <= fee * days
-    return catalog, usage, exact
+# decimals at the catalog's limits (core/money.py; the scenario is tests/test_precision.py's)
 
 
 def test_amounts_at_the_catalogs_limits_are_exact_on_spark(tmp_path_factory):
     catalog, usage, exact = limits_scenario()
     march = month_window("2025-03")
-    # rating only: what is compared here is the SQL's arithmetic (the re-rater has its own tests)
-    spark = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "spark", check=False)[march.key]
-    duck = bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], "duckdb", check=False)[march.key]
+    runs = {engine: bill_scenario(tmp_path_factory, "limits", catalog, usage, [march], engine)
+            for engine in ("spark", "duckdb")}
+    spark, duck = runs["spark"][0][march.key], runs["duckdb"][0][march.key]
     assert_same_tables(spark, duck)
     lines = records(spark, "fct_invoice_lines")
     assert {line["product_id"]: line["amount_unrounded"] for line in lines} == exact
     for line in lines:
         assert line["amount"] == line["amount_unrounded"].quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    # the independent re-rater (Python decimals) confirms every line, and every check passes, on both
+    for engine, (_, outcomes) in runs.items():
+        assert [(o.name, o.summary) for o in outcomes if not o.passed] == [], engine
+    assert outcomes_of(runs["spark"][1]) == outcomes_of(runs["duckdb"][1])

@@ -1,10 +1,10 @@
 {#
   Money rules in SQL. `round_money` is the one place amounts are rounded: half away from zero,
   to the currency's minor units (ISO 4217: JPY 0, USD 2, KWD 3, CLF 4; raw.catalog_currencies holds
-  billing/money.py's table). billing/money.py is the same rule in Python; tests hold both to the
+  core/money.py's table). core/money.py is the same rule in Python; tests hold both to the
   same examples.
 
-  The decimal types are billing/money.py's sizes (tests/test_money.py holds them equal). They are
+  The decimal types are core/money.py's sizes (tests/test_money.py holds them equal). They are
   chosen so every intermediate result stays exact within 38 digits on every engine, Spark included:
   Spark types DECIMAL(p1, s1) x DECIMAL(p2, s2) as DECIMAL(p1 + p2 + 1, s1 + s2) and an addition as
   one digit wider than its wider operand, and above 38 digits it drops decimal places silently.
@@ -35,7 +35,7 @@
 
 {% macro round_money(amount, minor_units) -%}
     {#- DuckDB needs a constant precision for round(), so each minor-unit count has its branch,
-        up to the widest in billing/money.py (tests/test_money.py checks there is one for each). -#}
+        up to the widest in core/money.py (tests/test_money.py checks there is one for each). -#}
     case {{ minor_units }}
         when 0 then cast(round({{ amount }}, 0) as {{ money_type() }})
         when 1 then cast(round({{ amount }}, 1) as {{ money_type() }})
