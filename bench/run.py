@@ -321,9 +321,8 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
 
     with measure("catalog") as m:
         warehouse = runner.prepare(settings)
-        counts = runner.load_catalog_stage(settings, warehouse)
-    m.figure.note = (f"prepare + load_catalog_stage: {sum(counts.values()):,} rows in {len(counts)} tables"
-                     if isinstance(counts, dict) else "prepare + load_catalog_stage")
+        counts = runner.load_catalog_stage(settings, warehouse).counts
+    m.figure.note = f"prepare + load_catalog_stage: {sum(counts.values()):,} rows in {len(counts)} tables"
     stages.append(m.figure)
 
     dropped = time.time() - 3600  # as if dropped an hour ago: collect takes settled files without waiting
@@ -382,12 +381,12 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
 
     # The re-rater reading raw.events itself, a batch of customers at a time (what the check stage's
     # misrated_lines needs); measured on its own, not part of the end-to-end sum.
-    from catalog.load import load_catalog
+    from catalog.read import read_from_warehouse
     from quality.rerate import rerate_warehouse
 
     with measure("re-rate from raw.events", events=in_month) as m:
         with warehouse.transaction() as tx:
-            rerated = rerate_warehouse(tx, load_catalog(settings.catalog), period)
+            rerated = rerate_warehouse(tx, read_from_warehouse(tx), period)
     m.figure.note = f"quality.rerate.rerate_warehouse: {rerated.lines.height:,} lines (not a stage)"
     result.extra.append(m.figure)
 

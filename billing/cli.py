@@ -126,7 +126,9 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
     with _stage("prepare warehouse"):
         warehouse = runner.prepare(settings)
     with _stage(f"load catalog {settings.catalog}"):
-        runner.load_catalog_stage(settings, warehouse)
+        catalog = runner.load_catalog_stage(settings, warehouse)
+    _say(f"catalog sha256 {catalog.sha256}" + (f" loaded (was {catalog.previous_sha256 or 'none'})" if catalog.changed
+                                               else " (unchanged: the warehouse already holds it)"))
     with _stage("collect sources"):
         landed = runner.collect(settings, warehouse, _say)
     with _stage("normalize"):

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from catalog.load import load_catalog
-from catalog.write import write_catalog
+from catalog.land import CatalogLoad, land_catalog
 from collectors import registry
 from collectors.landing import Landed
 from collectors.registry import CollectContext
@@ -30,9 +29,10 @@ def prepare(settings: Settings) -> Warehouse:
     return warehouse
 
 
-def load_catalog_stage(settings: Settings, warehouse: Warehouse) -> dict[str, int]:
-    """Validate the catalog file and replace the warehouse's catalog tables with it."""
-    return write_catalog(warehouse, load_catalog(settings.catalog))
+def load_catalog_stage(settings: Settings, warehouse: Warehouse) -> CatalogLoad:
+    """Validate the catalog file, keep it in the landing zone by sha256 and make it the warehouse's
+    catalog, with a receipt (catalog/land.py); nothing changes when the warehouse already holds it."""
+    return land_catalog(warehouse, settings.landing, settings.catalog)
 
 
 def collect(settings: Settings, warehouse: Warehouse, progress: Progress | None = None,
@@ -115,10 +115,11 @@ def rate(settings: Settings, period: Period) -> list[dict]:
 
 
 def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None):
-    """Run the quality checks on the rated period; their findings are recorded under `run_id`."""
+    """Run the quality checks on the rated period, by the catalog in the warehouse (the one dbt priced
+    with, never the file, which may have changed since); findings are recorded under `run_id`."""
     from quality.checks import run_checks
 
-    return run_checks(warehouse, period, load_catalog(settings.catalog), run_id)
+    return run_checks(warehouse, period, run_id=run_id)
 
 
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,
@@ -127,11 +128,10 @@ def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, 
     (ledger/drafts.py). Approvals of drafts that changed lapse, and the action log says why.
     `inputs` (billing.month_inputs.MonthInputs, computed before rating) are recorded with the run:
     the next run of the month compares against them (`inputs_unchanged`)."""
-    from ledger.drafts import file_sha256
     from ledger.drafts import record_rating_run as record
 
     with warehouse.transaction() as tx:
-        run_id = record(tx, period.key, outcomes, run_id=run_id, catalog_sha256=file_sha256(settings.catalog))
+        run_id = record(tx, period.key, outcomes, run_id=run_id)  # cites the warehouse's catalog
         if inputs is not None:
             from .month_inputs import record_inputs
 

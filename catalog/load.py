@@ -211,13 +211,20 @@ class _Reader:
         return tuple(tiers)
 
 
-def load_catalog(path: str | Path) -> Catalog:
-    """Load and validate the catalog at `path`; raise CatalogError on the first problem."""
+def load_catalog(path: str | Path, content: bytes | None = None) -> Catalog:
+    """Load and validate the catalog at `path`; raise CatalogError on the first problem.
+
+    `content`: the file's bytes when the caller already read them (catalog/land.py validates exactly
+    the bytes it hashes); errors still name `path`."""
     path = Path(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise CatalogError(path, "file", "not found (set BILLING_CATALOG or 'catalog' in billing.yaml)")
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = (path.read_bytes() if content is None else content).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CatalogError(path, "file", f"is not UTF-8 text ({exc}); save it as UTF-8") from None
+    try:
+        doc = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise CatalogError(path, "file", f"is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -1,4 +1,5 @@
-"""Write a validated catalog into the warehouse's raw catalog tables, replacing them whole."""
+"""Write a validated catalog into the warehouse's raw catalog tables, replacing them whole (catalog/land.py
+holds the transaction and the receipt)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import polars as pl
 
 from core.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 from warehouse.schema import CATALOG_TABLES
-from warehouse.store import RAW_SCHEMA, Tx, Warehouse
+from warehouse.store import RAW_SCHEMA, Tx
 
 from .model import LEVELS, Catalog
 
@@ -86,17 +87,17 @@ def catalog_frames(cat: Catalog) -> dict[str, pl.DataFrame]:
     }
 
 
-def write_catalog(warehouse: Warehouse, cat: Catalog) -> dict[str, int]:
-    """Replace every catalog table in one transaction; returns rows written per table."""
+def write_catalog(tx: Tx, cat: Catalog, catalog_sha256: str) -> dict[str, int]:
+    """Replace every catalog table inside `tx`, each row stamped with `catalog_sha256` (the file it
+    came from); returns rows written per table. catalog/land.py calls it with the load's receipt."""
     frames = catalog_frames(cat)
     assert set(frames) == set(CATALOG_TABLES)
     counts = {}
-    with warehouse.transaction() as tx:
-        for name in frames:
-            tx.execute(f"DELETE FROM {RAW_SCHEMA}.{name}")
-        _widen_old_columns(tx)
-        for name, frame in frames.items():
-            counts[name] = tx.insert_frame(f"{RAW_SCHEMA}.{name}", frame)
+    for name in frames:
+        tx.execute(f"DELETE FROM {RAW_SCHEMA}.{name}")
+    _widen_old_columns(tx)
+    for name, frame in frames.items():
+        counts[name] = tx.insert_frame(f"{RAW_SCHEMA}.{name}", frame, constants={"catalog_sha256": catalog_sha256})
     return counts
 
 

@@ -59,6 +59,39 @@ def land_stream(warehouse: Warehouse, landing_dir: Path, src: BinaryIO, *, sourc
     `unchanged`, if given, is asked after the copy: False means the file changed meanwhile, and
     FileChanged is raised with nothing landed or registered.
     """
+    stored = store_stream(landing_dir, src, original_name=original_name, unchanged=unchanged)
+    file_id, target, size = stored.sha256, stored.path, stored.size_bytes
+    now = datetime.now(UTC)
+    with warehouse.transaction() as tx:
+        known = tx.fetchall(f"SELECT 1 FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
+        if not known:
+            tx.execute(
+                f"INSERT INTO {RAW_SCHEMA}.landed_files (file_id, source, collector, original_name, landing_path,"
+                " size_bytes, received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'landed')",
+                [file_id, source, collector, original_name, str(target), size, now],
+            )
+        tx.execute(
+            f"INSERT INTO {RAW_SCHEMA}.file_receipts (file_id, source, collector, original_name, received_at,"
+            " is_first_delivery) VALUES (?, ?, ?, ?, ?, ?)",
+            [file_id, source, collector, original_name, now, not known],
+        )
+    return Landed(file_id, target, original_name, source, size, not known)
+
+
+@dataclass(frozen=True)
+class Stored:
+    sha256: str  # of the content
+    path: Path  # <landing_dir>/<sha[:2]>/<sha><suffix>
+    size_bytes: int
+
+
+def store_stream(landing_dir: Path, src: BinaryIO, *, original_name: str,
+                 unchanged: Callable[[], bool] | None = None) -> Stored:
+    """Keep what `src` holds under its sha256 in `landing_dir`, registering nothing: the same bytes
+    stored again find their file there and leave it as it is (nothing stored is ever replaced).
+
+    The usage files' `land_stream` and the catalog loader (catalog/land.py) both store through here.
+    """
     landing_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=landing_dir, prefix=".incoming-")
     try:
@@ -83,19 +116,4 @@ def land_stream(warehouse: Warehouse, landing_dir: Path, src: BinaryIO, *, sourc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    size = target.stat().st_size
-    now = datetime.now(UTC)
-    with warehouse.transaction() as tx:
-        known = tx.fetchall(f"SELECT 1 FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
-        if not known:
-            tx.execute(
-                f"INSERT INTO {RAW_SCHEMA}.landed_files (file_id, source, collector, original_name, landing_path,"
-                " size_bytes, received_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'landed')",
-                [file_id, source, collector, original_name, str(target), size, now],
-            )
-        tx.execute(
-            f"INSERT INTO {RAW_SCHEMA}.file_receipts (file_id, source, collector, original_name, received_at,"
-            " is_first_delivery) VALUES (?, ?, ?, ?, ?, ?)",
-            [file_id, source, collector, original_name, now, not known],
-        )
-    return Landed(file_id, target, original_name, source, size, not known)
+    return Stored(file_id, target, target.stat().st_size)

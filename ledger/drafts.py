@@ -14,9 +14,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
+from catalog.read import catalog_sha256 as warehouse_catalog
 from warehouse.store import Tx
 
 from .audit import canonical
@@ -165,12 +165,6 @@ def data_fingerprints(tx: Tx, period: str, catalog_sha256: str | None) -> dict[s
     return {i: hashlib.sha256(canonical([catalog_sha256, parts.get(i, [])]).encode()).hexdigest() for i in ids}
 
 
-def file_sha256(path: Path | None) -> str | None:
-    if path is None or not path.is_file():
-        return None
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def blocking_findings(outcomes) -> list[dict]:
     """The error-severity findings of a run's check outcomes, reduced to what the issue gate reads."""
     found = []
@@ -184,9 +178,12 @@ def blocking_findings(outcomes) -> list[dict]:
     return found
 
 
-def record_rating_run(tx: Tx, period: str, outcomes, *, run_id: str | None = None,
-                      catalog_sha256: str | None = None) -> str:
-    """Record what this run rated and found: the gate of `issue` reads the period's latest run."""
+def record_rating_run(tx: Tx, period: str, outcomes, *, run_id: str | None = None) -> str:
+    """Record what this run rated and found: the gate of `issue` reads the period's latest run.
+
+    The run cites the catalog the warehouse priced with (its sha256, catalog/read.py), not the catalog
+    file as it is now: the file may have been edited since it was loaded."""
+    catalog_sha256 = warehouse_catalog(tx)
     if not run_id or tx.fetchall("SELECT 1 FROM ledger.rating_runs WHERE run_id = ?", [run_id]):
         run_id = uuid.uuid4().hex  # a retried run records a new row; the latest one counts
     drafts = {d.invoice_id: d for d in load_drafts(tx, period)}

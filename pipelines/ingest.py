@@ -14,7 +14,7 @@ from billing import runner
 from collectors import registry
 from collectors.sources import DEFAULT_SOURCE, SourceConfig, load_sources
 from core.config import load_settings
-from warehouse.schema import CATALOG_TABLES
+from warehouse.schema import CATALOG_RECEIPTS, CATALOG_TABLES
 
 # DEFAULT_SOURCE, the always-present upload source (the config's inbox), is collected by raw/landed_files.
 EVENT_TABLES = ("events", "quarantine", "duplicates")
@@ -64,17 +64,24 @@ def build_source_asset(source: SourceConfig) -> dg.AssetsDefinition:
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(raw(t), group_name="ingest", kinds={"python"},
-                        description=f"Catalog table {t}, replaced whole from the validated catalog file.")
-           for t in CATALOG_TABLES],
+    specs=[dg.AssetSpec(raw(CATALOG_RECEIPTS), group_name="ingest", kinds={"python"},
+                        description="Every load of a catalog file: its sha256 (its bytes kept in the landing zone "
+                                    "under it), the path it was read from, when.")]
+    + [dg.AssetSpec(raw(t), group_name="ingest", kinds={"python"},
+                    description=f"Catalog table {t}, replaced whole from the validated catalog file; every row "
+                                "carries the file's catalog_sha256.")
+       for t in CATALOG_TABLES],
 )
 def catalog(context: dg.AssetExecutionContext):
-    """The commercial catalog (customers, products, contracts, prices) validated and loaded into raw.catalog_*."""
+    """The commercial catalog (customers, products, contracts, prices) validated, kept in the landing zone by
+    sha256 and loaded into raw.catalog_*; the same file loaded again changes nothing."""
     settings = load_settings()
-    counts = runner.load_catalog_stage(settings, runner.prepare(settings))
-    for table, rows in counts.items():
-        yield dg.MaterializeResult(asset_key=raw(table),
-                                   metadata={"rows": rows, "catalog_file": str(settings.catalog)})
+    load = runner.load_catalog_stage(settings, runner.prepare(settings))
+    about = {"catalog_file": str(settings.catalog), "catalog_sha256": load.sha256, "changed": load.changed}
+    yield dg.MaterializeResult(asset_key=raw(CATALOG_RECEIPTS), metadata=about)
+    for table in CATALOG_TABLES:
+        rows = {"rows": load.counts[table]} if load.changed else {}
+        yield dg.MaterializeResult(asset_key=raw(table), metadata={**rows, **about})
 
 
 def build_landed_files(source_names: Iterable[str] = ()) -> dg.AssetsDefinition:

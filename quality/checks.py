@@ -15,6 +15,7 @@ from decimal import Decimal
 import polars as pl
 
 from catalog.model import Catalog
+from catalog.read import read_from_warehouse
 from core.money import MONEY, round_money
 from core.periods import Period
 from normalize.load import CONFLICT_MARK
@@ -126,8 +127,8 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     or a line the re-rater bills that the warehouse lacks (line_id empty). Invoice totals are not
     compared here: with every line confirmed, `invoice_totals` (total = sum of lines) covers them.
     """
-    if catalog is None:
-        return CheckOutcome("misrated_lines", False, True, "no catalog given: cannot re-rate")
+    if catalog is None:  # the catalog dbt priced with, from the warehouse (never the file: it may have changed)
+        catalog = read_from_warehouse(tx)
     # The re-rater reads raw.events itself, a batch of customers at a time (bounded memory).
     try:
         expected = rerate_warehouse(tx, catalog, period).lines
@@ -545,8 +546,13 @@ CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conse
 
 def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None,
                run_id: str | None = None) -> list[CheckOutcome]:
-    """Run every check, then record their findings in marts.quality_findings (quality/findings.py)."""
+    """Run every check, then record their findings in marts.quality_findings (quality/findings.py).
+
+    `catalog`: None (what every run passes) judges by the catalog in the warehouse, the one dbt priced
+    the month with (catalog/read.py); tests may pass another."""
     with warehouse.transaction() as tx:
+        if catalog is None:
+            catalog = read_from_warehouse(tx)
         outcomes = [check(tx, period, catalog) for check in CHECKS]
     write_findings(warehouse, outcomes, period.key, run_id)
     return outcomes

@@ -145,3 +145,144 @@ def test_customer_csm_keys_are_known_and_typed(tmp_path):
     path.write_text(BASE.replace("{id: C1, currency: USD}", "{id: C1, currency: USD, require_csm_approval: \"yes\"}"))
     with pytest.raises(CatalogError, match="must be true or false"):
         load_catalog(path)
+
+
+# --- the catalog in the warehouse: landed by sha256 with a receipt, read back as loaded -------------------
+
+EVERY_FIELD = """
+products:
+  - code: API
+    aggregation: sum
+    prices:
+      - {currency: USD, model: per_unit, unit_price: "0.000123456789", included_units: "1000", effective_to: 2026-06-01}
+      - {currency: USD, model: per_unit, unit_price: "0.002", effective_from: 2026-06-01}
+  - code: GB
+    name: Storage
+    unit: GB
+    aggregation: max
+    prices:
+      - currency: USD
+        model: graduated
+        tiers: [{up_to: "100.5", unit_price: "1", flat_fee: "10"}, {unit_price: "0.5"}]
+  - code: SEAT
+    aggregation: none
+    prices: [{currency: EUR, model: flat_fee, amount: "99999999999999.99"}]
+  - code: SMS
+    aggregation: count
+    prices: [{currency: USD, model: package, package_size: 100, package_price: "2.5", included_units: "50"}]
+rate_classes:
+  - id: GOLD
+    name: Gold
+    currency: EUR
+    prices:
+      - product: GB
+        model: volume
+        tiers: [{up_to: 10, unit_price: "3"}, {up_to: 1000, unit_price: "2", flat_fee: "1"}, {unit_price: "1"}]
+customers:
+  - {id: P, name: Parent, currency: EUR, timezone: Europe/Budapest, rate_class: GOLD, csm: p-7, require_csm_approval: true}
+  - {id: K, currency: USD, bill_to: P, active_from: 2026-02-01, active_to: 2026-09-15}
+contracts:
+  - id: CT
+    customer: P
+    effective_from: 2026-01-01
+    effective_to: 2027-01-01
+    minimum_commitment: "500"
+    rates: [{product: SEAT, model: flat_fee, amount: "10"}]
+account_products:
+  - {customer: K, product: SEAT, effective_from: 2026-03-01}
+  - {id: K-API, customer: K, product: API, effective_from: 2026-01-01, model: per_unit, unit_price: "0.001"}
+"""
+
+
+def new_warehouse(tmp_path):
+    from warehouse.store import Warehouse
+
+    warehouse = Warehouse(duckdb_path=tmp_path / "warehouse.duckdb")
+    warehouse.ensure_schema()
+    return warehouse
+
+
+@pytest.mark.parametrize("source", ["reference", "every field"])
+def test_the_catalog_read_from_the_warehouse_is_the_catalog_loaded(tmp_path, source):
+    from catalog.land import land_catalog
+    from catalog.read import read_from_warehouse
+
+    path = REFERENCE / "catalog.yaml"
+    if source == "every field":
+        path = tmp_path / "catalog.yaml"
+        path.write_text(EVERY_FIELD)
+    warehouse = new_warehouse(tmp_path)
+    land_catalog(warehouse, tmp_path / "landing", path)
+    with warehouse.transaction() as tx:
+        stored = read_from_warehouse(tx)
+    loaded = load_catalog(path)
+    for part in ("customers", "products", "rate_classes", "contracts", "account_products", "rates"):
+        assert getattr(stored, part) == getattr(loaded, part), part
+    assert len(loaded.rates) > 3 and stored.billing_account("C6" if source == "reference" else "K") in ("C1", "P")
+
+
+def test_a_catalog_lands_by_sha256_with_a_receipt_and_the_same_content_twice_changes_nothing(tmp_path):
+    import hashlib
+
+    from catalog.land import land_catalog
+    from catalog.read import catalog_receipt, catalog_sha256, read_from_warehouse
+
+    warehouse = new_warehouse(tmp_path)
+    landing = tmp_path / "landing"
+    path = tmp_path / "catalog.yaml"
+    path.write_text(BASE)
+    first_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def state():
+        with warehouse.transaction() as tx:
+            return (catalog_sha256(tx), catalog_receipt(tx),
+                    tx.fetchall("SELECT catalog_sha256, source_path FROM raw.catalog_receipts ORDER BY loaded_at"),
+                    read_from_warehouse(tx).rates["default:API:USD:1"].price.tiers[0].unit_price,
+                    tx.fetchall("SELECT DISTINCT catalog_sha256 FROM raw.catalog_rates"))
+
+    first = land_catalog(warehouse, landing, path)
+    assert (first.sha256, first.changed, first.previous_sha256) == (first_sha, True, None)
+    assert first.landing_path == landing / "catalog" / first_sha[:2] / f"{first_sha}.yaml"
+    assert first.landing_path.read_bytes() == path.read_bytes()
+    sha, receipt, receipts, price, stamps = state()
+    assert (sha, receipts, price, stamps) == (first_sha, [(first_sha, str(path))], Decimal("0.002"), [(first_sha,)])
+    assert (receipt.landing_path, receipt.size_bytes) == (str(first.landing_path), len(BASE.encode()))
+
+    again = land_catalog(warehouse, landing, path)  # the same bytes: no receipt, no rewrite
+    assert (again.changed, again.counts, again.sha256) == (False, {}, first_sha)
+    assert state() == (sha, receipt, receipts, price, stamps)
+
+    path.write_text(BASE.replace('"0.002"', '"0.003"'))  # an edit: a new catalog, the old one kept
+    second = land_catalog(warehouse, landing, path)
+    assert second.changed and second.previous_sha256 == first_sha and second.sha256 != first_sha
+    sha, _, receipts, price, stamps = state()
+    assert (sha, price, stamps) == (second.sha256, Decimal("0.003"), [(second.sha256,)])
+    assert [r[0] for r in receipts] == [first_sha, second.sha256]
+    assert first.landing_path.read_bytes() == BASE.encode()  # nothing stored is deleted
+
+    path.write_text(BASE)  # back to the first content: current again, stored once
+    third = land_catalog(warehouse, landing, path)
+    assert third.changed and third.sha256 == first_sha and third.landing_path == first.landing_path
+    sha, receipt, receipts, price, _ = state()
+    assert (sha, price, [r[0] for r in receipts]) == (first_sha, Decimal("0.002"), [first_sha, second.sha256, first_sha])
+    assert sorted(p.name for p in (landing / "catalog").rglob("*.yaml")) == sorted(
+        [f"{first_sha}.yaml", f"{second.sha256}.yaml"])
+
+
+def test_an_invalid_catalog_stores_nothing_and_leaves_the_warehouse_catalog_as_it_was(tmp_path):
+    from catalog.land import land_catalog
+    from catalog.read import catalog_sha256
+
+    warehouse = new_warehouse(tmp_path)
+    path = tmp_path / "catalog.yaml"
+    path.write_text(BASE)
+    good = land_catalog(warehouse, tmp_path / "landing", path)
+    path.write_text(BASE.replace('"0.002"', "0.002"))  # a binary float: refused
+    with pytest.raises(CatalogError, match="binary float"):
+        land_catalog(warehouse, tmp_path / "landing", path)
+    with pytest.raises(CatalogError, match="not found"):
+        land_catalog(warehouse, tmp_path / "landing", tmp_path / "missing.yaml")
+    with warehouse.transaction() as tx:
+        assert catalog_sha256(tx) == good.sha256
+        assert tx.fetchall("SELECT COUNT(*) FROM raw.catalog_receipts") == [(1,)]
+    assert [p.name for p in (tmp_path / "landing" / "catalog").rglob("*.yaml")] == [good.landing_path.name]

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from scenario import bill, own_postgres_database, rows
 
+from catalog.land import land_catalog
 from catalog.load import CatalogError, load_catalog
-from catalog.write import write_catalog
 from core.money import AMOUNT, FEE, MINOR_UNITS, MONEY, PRICE, QUANTITY, round_money
 from formats import SourceFormat
 from normalize.rules import normalize_frame
@@ -255,7 +255,8 @@ def test_a_warehouse_made_before_keeps_twelve_places_once_upgraded(tmp_path, eng
             warehouse = Warehouse(duckdb_path=tmp_path / "old.duckdb")
         _old_warehouse(warehouse)
         warehouse.ensure_schema()
-        write_catalog(warehouse, load_catalog(path))
+        loaded = land_catalog(warehouse, tmp_path / "landing", path)
         with warehouse.transaction() as tx:
             assert tx.fetchall("SELECT unit_price FROM raw.catalog_rate_tiers") == [(D("0.000123456789"),)]
-            assert tx.fetchall("SELECT csm, require_csm_approval FROM raw.catalog_customers") == [("p-1", False)]
+            assert tx.fetchall("SELECT csm, require_csm_approval, catalog_sha256 FROM raw.catalog_customers") == [
+                ("p-1", False, loaded.sha256)]

@@ -16,7 +16,7 @@ from quality import checks as q
 from quality.findings import write_findings
 from warehouse.store import Warehouse
 
-from support import REFERENCE, copy_warehouse, drop_reference_usage, query, reference_month_billed
+from support import copy_warehouse, drop_reference_usage, query, reference_month_billed
 
 OCTOBER = month_window("2026-10")
 
@@ -35,14 +35,14 @@ def copy(billed, tmp_path):
 
 def run(path, check):
     with Warehouse(duckdb_path=path).transaction() as tx:
-        return check(tx, OCTOBER, load_catalog(REFERENCE / "catalog.yaml"))
+        return check(tx, OCTOBER)  # by the warehouse's catalog, as every run checks
 
 
 
 def test_the_reference_month_passes_every_check_but_its_faults_by_design(copy):
     """reference-month.md: C4's SMS has no EUR price and C999 is no customer; nothing else is wrong."""
     with Warehouse(duckdb_path=copy).transaction() as tx:
-        outcomes = {check.__name__: check(tx, OCTOBER, load_catalog(REFERENCE / "catalog.yaml")) for check in q.CHECKS}
+        outcomes = {check.__name__: check(tx, OCTOBER) for check in q.CHECKS}
     assert {name: o.passed for name, o in outcomes.items()} == {
         "unrated_usage": False, "missed_customers": True, "invoice_totals": True, "misrated_lines": True,
         "conservation": True, "anomalies": True, "rejected_files": True, "quarantined_rows": True,
@@ -110,7 +110,7 @@ def test_findings_of_the_reference_month_are_in_the_mart(billed):
 
 def test_findings_are_replaced_per_check_and_period(copy):
     warehouse = Warehouse(duckdb_path=copy)
-    outcomes = q.run_checks(warehouse, OCTOBER, load_catalog(REFERENCE / "catalog.yaml"), run_id="second")
+    outcomes = q.run_checks(warehouse, OCTOBER, run_id="second")
     assert {o.name for o in outcomes} == {fn.__name__ for fn in q.CHECKS}
     assert query(copy, "select run_id, count(*) from marts.quality_findings group by run_id") == [("second", 2)]
     # A check that finds something new replaces only its own rows.
@@ -194,3 +194,32 @@ def test_billing_run_runs_no_expectation_suite_unless_asked(billed):
     home = billed.parent
     assert not (home / "quality" / "validations").exists()
     assert query(billed, "select count(*) from marts.quality_findings where check_name like '%expectations'") == [(0,)]
+
+
+EDITED_CATALOG = """
+products:
+  - code: API
+    prices: [{currency: USD, model: per_unit, unit_price: "0.002"}]
+customers:
+  - {id: C1, currency: USD}
+"""
+EDITED_USAGE = "event_id,customer_id,product_id,quantity,occurred_at\ne1,C1,API,1000,2026-10-05T10:00:00Z\n"
+
+
+def test_the_checks_judge_by_the_catalog_the_month_was_priced_with_not_the_file_edited_since(tmp_path):
+    from scenario import bill
+
+    from billing import runner
+
+    settings, outcomes = bill(tmp_path / "home", EDITED_CATALOG, EDITED_USAGE, ["2026-10"])
+    assert outcomes["misrated_lines"].passed, outcomes["misrated_lines"].summary
+    settings.catalog.write_text(EDITED_CATALOG.replace('"0.002"', '"0.003"'))  # edited after rating, not loaded
+    warehouse = Warehouse(duckdb_path=settings.duckdb_path)
+    again = {o.name: o for o in runner.check(settings, warehouse, OCTOBER)}
+    assert again["misrated_lines"].passed, again["misrated_lines"].summary
+    assert again["misrated_lines"].summary == "all 1 lines confirmed by the re-rater"
+    # the edit matters: judged by the file as it is now, the month's only line would be wrong
+    with warehouse.transaction() as tx:
+        by_file = q.misrated_lines(tx, OCTOBER, load_catalog(settings.catalog))
+    assert not by_file.passed
+    assert [(f["amount"], f["expected_amount"]) for f in by_file.findings] == [("2.00", "3.00")]

@@ -67,6 +67,16 @@ TABLES: dict[str, str] = {
         duplicate_of_row_number BIGINT NOT NULL,
         recorded_at TIMESTAMPTZ NOT NULL
     """,
+    # Every load that changed the warehouse's catalog: the file's sha256 (its bytes are kept in the
+    # landing zone under it), where it was read from and when. The latest row is the catalog the
+    # raw.catalog_* tables hold (each of their rows carries the same catalog_sha256).
+    "catalog_receipts": """
+        catalog_sha256 VARCHAR NOT NULL,        -- sha256 of the catalog file's bytes
+        source_path VARCHAR NOT NULL,           -- the file it was read from
+        landing_path VARCHAR NOT NULL,          -- its copy in the landing zone, named by the sha256
+        size_bytes BIGINT NOT NULL,
+        loaded_at TIMESTAMPTZ NOT NULL
+    """,
     "catalog_currencies": """
         currency VARCHAR PRIMARY KEY,
         minor_units INTEGER NOT NULL
@@ -141,7 +151,11 @@ TABLES: dict[str, str] = {
     """,
 }
 
-CATALOG_TABLES = [name for name in TABLES if name.startswith("catalog_")]
+CATALOG_RECEIPTS = "catalog_receipts"
+# The tables the catalog loader replaces whole (catalog/write.py). Each also has a `catalog_sha256`
+# column (added by `ddl`, so old and new warehouses have it in the same place): the catalog its rows
+# came from, the latest row of raw.catalog_receipts.
+CATALOG_TABLES = [name for name in TABLES if name.startswith("catalog_") and name != CATALOG_RECEIPTS]
 
 # DuckDB only: a compact lookup key of every row of raw.events, so the dedup against all history
 # scans 8 bytes a stored event instead of its event id text (DuckDB has no index it would use for a
@@ -163,6 +177,8 @@ def ddl(schema: str, dialect: str = "duckdb") -> list[str]:
     # columns added after a warehouse may have been created (never dropped, never rewritten)
     statements += [f"ALTER TABLE {schema}.catalog_customers ADD COLUMN IF NOT EXISTS {column}"
                    for column in ("csm VARCHAR", "require_csm_approval BOOLEAN")]
+    statements += [f"ALTER TABLE {schema}.{name} ADD COLUMN IF NOT EXISTS catalog_sha256 VARCHAR"
+                   for name in CATALOG_TABLES]
     if dialect == "duckdb":
         statements.append(f"CREATE TABLE IF NOT EXISTS {schema}.{EVENT_KEYS} ({EVENT_KEYS_COLUMNS})")
     else:  # PostgreSQL looks ids up through an index (the dedup against history, normalize/load.py)
