@@ -6,8 +6,7 @@ A month's invoices and check results depend on more than its own events; its *in
   rates, checks and records (packages in CODE_PACKAGES) and the versions of dbt, DuckDB and Polars;
 - `settings`: everything in Settings (engine, look-back, paths...), the dbt vars of the period and
   BILLING_ANOMALY_FACTOR;
-- `catalog`: the content of every `raw.catalog_*` table and the sha256 of the catalog file (the
-  checks read it);
+- `catalog`: the content of every `raw.catalog_*` table (dbt prices with them, the checks read them);
 - `ingest`: every landed file's id, status and row counts. Files are content-addressed and
   raw.events / quarantine / duplicates are only ever appended to by loading a file, so this covers
   the month's events, the events of the issued months its corrections re-rate and of the trailing
@@ -110,13 +109,12 @@ def _table_rows(tx, table: str) -> list[str]:
     return sorted(json.dumps(list(row), default=str) for row in tx.fetchall(f"SELECT * FROM {table}"))
 
 
-def catalog_part(tx, catalog_file: Path | None) -> str:
+def catalog_part(tx) -> str:
+    """Every row of the catalog tables dbt prices with and the checks read (each stamped with its file's
+    sha256 by catalog.land): an edit by hand is seen too."""
     from warehouse.schema import CATALOG_TABLES
 
-    file_sha = None
-    if catalog_file is not None and Path(catalog_file).is_file():
-        file_sha = hashlib.sha256(Path(catalog_file).read_bytes()).hexdigest()
-    return _sha({"file": file_sha, **{t: _sha(_table_rows(tx, f"raw.{t}")) for t in CATALOG_TABLES}})
+    return _sha({t: _sha(_table_rows(tx, f"raw.{t}")) for t in CATALOG_TABLES})
 
 
 def ingest_part(tx) -> str:
@@ -184,7 +182,7 @@ class RatedInputs:
 def inputs_of(settings, warehouse, period) -> MonthInputs:
     """The inputs of `period` as they are now (a few small queries and a hash of the code: ~0.1 s)."""
     with warehouse.transaction() as tx:
-        parts = {"catalog": catalog_part(tx, settings.catalog), "ingest": ingest_part(tx),
+        parts = {"catalog": catalog_part(tx), "ingest": ingest_part(tx),
                  "ledger": ledger_part(tx), "earlier_periods": earlier_periods_part(tx, period.key)}
     parts |= {"code": code_part(), "settings": settings_part(settings, period)}
     return MonthInputs(period.key, dict(sorted(parts.items())))

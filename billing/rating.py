@@ -94,12 +94,73 @@ def run_dbt(settings: Settings, period: Period, command: str = "build", extra: S
     return _invoke(settings, period, command, extra)
 
 
+# dbt parses the whole project again whenever --vars differ from its last parse (a new month, a new
+# look-back), about as long as running a month's nodes. The period only matters when a node is compiled
+# (at run time, from the invocation's vars), so the parsed project is kept per content of the project,
+# dbt version, target and parse-time environment, and handed to dbt (`dbtRunner(manifest=...)`), which
+# then skips parsing. It is read from bytes for every invocation: dbt marks the nodes it compiles in
+# the manifest object (ephemeral CTEs injected), which a second invocation must not see.
+PARSED = "billing-parsed"  # <target path>/billing-parsed/<key>.msgpack: dbt's partial_parse.msgpack, kept
+_PARSE_ENV = ("BILLING_DBT_TARGET", "BILLING_SPARK_DIR")  # env_var()s of dbt_project.yml and the models
+
+
+def _target_path(extra: Sequence[str]) -> Path:
+    if "--target-path" in extra:
+        return Path(extra[list(extra).index("--target-path") + 1])
+    return Path(os.environ.get("DBT_TARGET_PATH") or DBT_PROJECT_DIR / "target")
+
+
+def _parse_key() -> str:
+    """What a parse depends on: the project's files, dbt's version and the parse-time environment."""
+    import hashlib
+
+    from dbt.version import __version__
+
+    from .month_inputs import _dbt_files, _files_digest
+
+    files = _files_digest(_dbt_files(DBT_PROJECT_DIR), DBT_PROJECT_DIR)
+    env = [f"{k}={os.environ.get(k, '')}" for k in _PARSE_ENV]
+    return hashlib.sha256("\n".join([files, __version__, *env]).encode()).hexdigest()[:32]
+
+
+def _parsed_manifest(path: Path):
+    """The manifest kept at `path`, ready for dbtRunner(manifest=...); None when absent or unreadable."""
+    try:
+        from dbt.contracts.graph.manifest import Manifest
+        from dbt.parser.manifest import extended_mashumuro_decoder
+
+        manifest = Manifest.from_msgpack(path.read_bytes(), decoder=extended_mashumuro_decoder)
+        manifest.build_flat_graph()  # the `graph` context variable (macros/spark.sql reads it)
+        return manifest
+    except Exception:  # absent, or written by another dbt version: dbt parses
+        return None
+
+
+def _keep_parse(target: Path, key: str) -> None:
+    """Keep the partial-parse file dbt just wrote under `key` (if the project did not change meanwhile)."""
+    written = target / "partial_parse.msgpack"
+    if not written.is_file() or _parse_key() != key:
+        return
+    kept = target / PARSED / f"{key}.msgpack"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    for old in kept.parent.glob("*.msgpack"):  # one parse kept per target folder
+        old.unlink(missing_ok=True)
+    partial = kept.with_suffix(".partial")
+    partial.write_bytes(written.read_bytes())
+    partial.replace(kept)
+
+
 def _invoke(settings: Settings, period: Period, command: str, extra: Sequence[str] = ()) -> list[dict]:
     from dbt.cli.main import dbtRunner
 
     with environment(dbt_env(settings)):
-        result = dbtRunner().invoke(dbt_args(command, period, ["--quiet", *extra],
-                                             settings.lifecycle.lookback_periods))
+        key = _parse_key()
+        target = _target_path(extra)
+        manifest = _parsed_manifest(target / PARSED / f"{key}.msgpack")
+        result = dbtRunner(manifest=manifest).invoke(dbt_args(command, period, ["--quiet", *extra],
+                                                              settings.lifecycle.lookback_periods))
+        if manifest is None and result.success:
+            _keep_parse(target, key)
     nodes = []
     results = result.result if command in ("build", "run", "test") and result.result is not None else []
     for item in results:
