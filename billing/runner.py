@@ -119,7 +119,7 @@ def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str 
     with, never the file, which may have changed since); findings are recorded under `run_id`."""
     from quality.checks import run_checks
 
-    return run_checks(warehouse, period, run_id=run_id)
+    return run_checks(warehouse, period, run_id=run_id, anomaly_factor=settings.anomaly_factor)
 
 
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,

@@ -62,7 +62,7 @@ class Settings:
     config_file: Path | None = None
     lifecycle: Lifecycle = field(default_factory=Lifecycle)
     spark_dir: Path | None = None  # engine spark: the raw Parquet export and Spark's tables
-
+    anomaly_factor: Decimal = Decimal("10")  # the anomalies check: usage this many times off its trailing average
 
 
 def load_settings(config_file: str | Path | None = None, env: dict[str, str] | None = None) -> Settings:
@@ -172,6 +172,7 @@ def _settings(doc: dict, env: dict[str, str], path: Path | None) -> Settings:
     if engine not in ENGINES:
         raise ValueError(f"warehouse engine {engine!r} is not one of {', '.join(ENGINES)}")
     sources = env.get("BILLING_SOURCES") or doc.get("sources")
+    factor = env.get("BILLING_ANOMALY_FACTOR") or doc.get("anomaly_factor")
     return Settings(
         home=home,
         catalog=pick("BILLING_CATALOG", doc.get("catalog"), home / "catalog.yaml"),
@@ -184,7 +185,20 @@ def _settings(doc: dict, env: dict[str, str], path: Path | None) -> Settings:
         config_file=path,
         lifecycle=_lifecycle(doc, env, base, home, pick, path),
         spark_dir=pick("BILLING_SPARK_DIR", warehouse.get("spark_dir"), home / "spark"),
+        anomaly_factor=Settings.anomaly_factor if factor is None else _factor(factor, path),
     )
+
+
+def _factor(value, path: Path | None) -> Decimal:
+    """anomaly_factor (or BILLING_ANOMALY_FACTOR): a decimal number above 1."""
+    try:
+        factor = Decimal(str(value).strip())
+    except InvalidOperation:
+        factor = None
+    if factor is None or not factor.is_finite() or factor <= 1:
+        raise ValueError(f"{path or 'the configuration'}: anomaly_factor (or BILLING_ANOMALY_FACTOR) = {value!r} must "
+                         "be a number above 1, e.g. 10 (docs/config.md)")
+    return factor
 
 
 def _lifecycle(doc: dict, env: dict[str, str], base: Path, home: Path, pick, path: Path | None) -> Lifecycle:

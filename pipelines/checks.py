@@ -36,7 +36,8 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
         settings = load_settings()
         warehouse = open_warehouse(settings)
         with warehouse.transaction() as tx:
-            outcome = check_fn(tx, period)  # by the warehouse's catalog, the one dbt priced with
+            # by the warehouse's catalog, the one dbt priced with
+            outcome = q.configured(check_fn, settings.anomaly_factor)(tx, period)
         # Every finding also lands in marts.quality_findings, replacing this check's rows for the period.
         write_findings(warehouse, [outcome], period.key, context.run.run_id)
         return _result(outcome)

@@ -37,7 +37,8 @@ def rating_run(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     period = period_of(context.partition_key)
     settings = load_settings()
     warehouse = open_warehouse(settings)
-    outcomes = run_checks(warehouse, period, run_id=context.run.run_id)  # by the warehouse's catalog
+    outcomes = run_checks(warehouse, period, run_id=context.run.run_id,  # by the warehouse's catalog
+                          anomaly_factor=settings.anomaly_factor)
     recorded = runner.record_rating_run(settings, warehouse, period, outcomes, context.run.run_id)
     blocking = [o.name for o in outcomes if o.blocking and not o.passed]
     return dg.MaterializeResult(metadata={"rating_run_id": recorded, "blocking_checks_failed": ", ".join(blocking)})

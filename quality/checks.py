@@ -6,18 +6,19 @@ Dagster wraps them as asset checks (pipelines/checks.py); `billing run` prints t
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 import zlib
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import polars as pl
 
 from catalog.model import Catalog
 from catalog.read import read_from_warehouse
+from core.config import Settings
 from core.money import MONEY, round_money
-from core.periods import Period
+from core.periods import Period, add_months, around_midnight, instant, month_window
 from normalize.load import CONFLICT_MARK
 from warehouse.store import Tx, Warehouse
 
@@ -204,26 +205,16 @@ def _ranges(numbers: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-LOCAL_DAY_PADDING = timedelta(days=2)  # every time zone's local day lies inside its UTC day padded by 2 days
-
-
-def _instant(day: date) -> datetime:
-    """Midnight UTC at the start of `day`."""
-    return datetime.combine(day, time(), UTC)
-
-
 LOCAL_DAY = "CAST(e.occurred_at AT TIME ZONE COALESCE(c.timezone, 'UTC') AS DATE)"  # e: raw.events, c: customers
 
 
 def _on_local_days(period: Period) -> tuple[str, list]:
     """A condition on raw.events `e` LEFT JOIN customers `c`: the event's local day (in its customer's
     time zone, UTC if unknown; the day rating puts it on) is in the period. Only events within a day
-    of the period's edges pay for the time-zone conversion (an offset is at most 14 hours)."""
-    lo, hi = _instant(period.start), _instant(period.end)
+    of the period's edges pay for the time-zone conversion (core/periods.py: padded and inner windows)."""
     return (f"e.occurred_at >= ? AND e.occurred_at < ? AND ((e.occurred_at >= ? AND e.occurred_at < ?) "
             f"OR ({LOCAL_DAY} >= ? AND {LOCAL_DAY} < ?))",
-            [lo - LOCAL_DAY_PADDING, hi + LOCAL_DAY_PADDING, lo + timedelta(days=1), hi - timedelta(days=1),
-             period.start, period.end])
+            [*period.padded_window(), *period.inner_window(), period.start, period.end])
 
 
 def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
@@ -321,14 +312,8 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
     return CheckOutcome("conservation", not rows, True, summary, rows)
 
 
-ANOMALY_FACTOR = Decimal("10")  # default; BILLING_ANOMALY_FACTOR overrides it
+ANOMALY_FACTOR = Settings.anomaly_factor  # the default; the setting anomaly_factor (docs/config.md)
 TRAILING_MONTHS = 3
-
-
-def _month_start(day: date, back: int) -> date:
-    """The first day of the month `back` months before `day`'s month."""
-    index = day.year * 12 + day.month - 1 - back
-    return date(index // 12, index % 12 + 1, 1)
 
 
 def _plain(value: Decimal) -> str:
@@ -336,26 +321,25 @@ def _plain(value: Decimal) -> str:
     return f"{value.normalize():f}"
 
 
-def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor: Decimal | None = None) -> CheckOutcome:
+def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *,
+              factor: Decimal = ANOMALY_FACTOR) -> CheckOutcome:
     """Warning: usage far from its own recent months. A billing account's units of a product more than
-    `factor` (default 10, BILLING_ANOMALY_FACTOR) times above or below its average over the 3 trailing
+    `factor` (the setting anomaly_factor, default 10) times above or below its average over the 3 trailing
     months (when it had usage in each of them); an account whose usage of a product stopped (usage in
     each of the trailing months, none this month); a source that delivered events in a trailing month and none this one.
     Months are calendar months of each event's local day in its customer's time zone (UTC for an
     unknown customer), the day rating puts it on."""
-    if factor is None:
-        factor = Decimal(os.environ.get("BILLING_ANOMALY_FACTOR") or ANOMALY_FACTOR)
-    bounds = [_month_start(period.start, back) for back in range(TRAILING_MONTHS, 0, -1)] + [period.start, period.end]
-    # An event's local day differs from its UTC day by at most 14 hours: only events within a day of
-    # a month boundary need the (costly) time-zone conversion; the rest are bucketed by their instant.
+    bounds = [month.start for month in period.trailing(TRAILING_MONTHS)] + [period.start, period.end]
+    # Only events around a month boundary's midnight need the (costly) time-zone conversion; the rest
+    # are bucketed by their instant.
     months = range(TRAILING_MONTHS + 1)
     by_local_day = " ".join(f"WHEN {LOCAL_DAY} >= ? AND {LOCAL_DAY} < ? THEN {TRAILING_MONTHS - i}" for i in months)
     by_instant = " ".join(f"WHEN e.occurred_at >= ? AND e.occurred_at < ? THEN {TRAILING_MONTHS - i}" for i in months)
     near_boundary = " OR ".join("(e.occurred_at >= ? AND e.occurred_at < ?)" for _ in bounds)
     bucket = f"CASE WHEN {near_boundary} THEN CASE {by_local_day} END ELSE CASE {by_instant} END END"
-    bucket_params = [*(t for day in bounds for t in (_instant(day) - timedelta(days=1), _instant(day) + timedelta(days=1))),
+    bucket_params = [*(t for day in bounds for t in around_midnight(day)),
                      *(day for i in months for day in (bounds[i], bounds[i + 1])),
-                     *(_instant(day) for i in months for day in (bounds[i], bounds[i + 1]))]
+                     *(instant(day) for i in months for day in (bounds[i], bounds[i + 1]))]
     usage = tx.fetchall(f"""
         SELECT account_id, product_id, source, months_back, SUM(quantity) AS units
         FROM (
@@ -367,8 +351,7 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor:
         ) localized
         WHERE months_back IS NOT NULL
         GROUP BY account_id, product_id, source, months_back""",
-                        [*bucket_params, _instant(bounds[0]) - LOCAL_DAY_PADDING,
-                         _instant(bounds[-1]) + LOCAL_DAY_PADDING])
+                        [*bucket_params, *Period(bounds[0], period.end).padded_window()])
     per_account: dict[tuple[str, str], dict[int, Decimal]] = {}
     per_source: dict[str, set[int]] = {}
     for account, product, source, back, units in usage:
@@ -401,7 +384,7 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *, factor:
 
 def _files_of_period(period: Period) -> tuple[str, list]:
     """SQL selecting the file_id's of the period's landed files (see `conservation`), and its parameters."""
-    lo, hi = _instant(period.start), _instant(period.end)
+    lo, hi = period.utc_window()
     on_local_days, local_params = _on_local_days(period)
     return (f"""
             SELECT file_id FROM raw.landed_files WHERE received_at >= ? AND received_at < ?
@@ -431,10 +414,6 @@ def _months_named(path: str) -> set[str]:
     return {f"{year.decode()}-{month.decode()}" for year, month in _DATE.findall(head)}
 
 
-def _month_key(day: date) -> str:
-    return f"{day.year:04d}-{day.month:02d}"
-
-
 def rejected_files(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
     """Blocking: files rejected whole (unreadable as their source's format: wrong delimiter, missing
     columns, bad encoding, ...), so none of their usage is billed.
@@ -452,11 +431,11 @@ def rejected_files(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
           AND NOT EXISTS (SELECT 1 FROM raw.landed_files g
                           WHERE g.source = f.source AND g.original_name = f.original_name
                             AND g.status = 'loaded' AND g.received_at > f.received_at)
-        ORDER BY f.received_at, f.file_id""", [_instant(period.start)])
+        ORDER BY f.received_at, f.file_id""", [instant(period.start)])
     rows = []
     for f in files:
         received = datetime.fromisoformat(f["received_at"]).astimezone(UTC).date()
-        months = {_month_key(received), _month_start(received, 1).isoformat()[:7]}
+        months = {month_window(received).key, month_window(add_months(received, -1)).key}
         if period.key not in months and period.key not in _months_named(f["landing_path"]):
             continue
         f["detail"] = (f"file {f['original_name']} ({f['file_id']}, source {f['source']}, received "
@@ -544,15 +523,20 @@ CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conse
           quarantined_rows, conflicting_duplicates, corrections_outside_lookback)
 
 
+def configured(check, anomaly_factor: Decimal = ANOMALY_FACTOR):
+    """The check with the settings it takes bound (anomalies: Settings.anomaly_factor)."""
+    return functools.partial(check, factor=anomaly_factor) if check is anomalies else check
+
+
 def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None,
-               run_id: str | None = None) -> list[CheckOutcome]:
+               run_id: str | None = None, *, anomaly_factor: Decimal = ANOMALY_FACTOR) -> list[CheckOutcome]:
     """Run every check, then record their findings in marts.quality_findings (quality/findings.py).
 
     `catalog`: None (what every run passes) judges by the catalog in the warehouse, the one dbt priced
-    the month with (catalog/read.py); tests may pass another."""
+    the month with (catalog/read.py); tests may pass another. `anomaly_factor`: Settings.anomaly_factor."""
     with warehouse.transaction() as tx:
         if catalog is None:
             catalog = read_from_warehouse(tx)
-        outcomes = [check(tx, period, catalog) for check in CHECKS]
+        outcomes = [configured(check, anomaly_factor)(tx, period, catalog) for check in CHECKS]
     write_findings(warehouse, outcomes, period.key, run_id)
     return outcomes

@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,6 @@ RATE_LEVELS = ("account_override", "contract_rate", "rate_class", "product_defau
 PRICING_MODELS = ("per_unit", "graduated", "volume", "package", "flat_fee", "minimum_commitment")
 EVENT_COLUMNS = ("source", "event_id", "customer_id", "product_id", "quantity", "occurred_at", "file_id",
                  "row_number", "loaded_at")
-PADDING = timedelta(days=2)  # every time zone's local month lies inside the UTC month padded by 2 days
 SAMPLE_ROWS = 20  # unexpected rows kept per failed expectation in the check's metadata
 FINDING_ROWS = 200  # unexpected rows written as findings per failed expectation
 
@@ -92,10 +91,9 @@ def _with(frame: pl.DataFrame, name: str, fn: Callable[[dict], Any], dtype: pl.D
 
 
 def load_events(tx: Tx, period: Period) -> pl.DataFrame:
-    """Events of the period: every event that occurred in the UTC month padded by two days (so every
-    local month is inside), plus any event anywhere that repeats one of their (source, event_id)."""
-    lo = datetime.combine(period.start, time(), UTC) - PADDING
-    hi = datetime.combine(period.end, time(), UTC) + PADDING
+    """Events of the period: every event in the period's padded UTC window (so every local month is
+    inside), plus any event anywhere that repeats one of their (source, event_id)."""
+    lo, hi = period.padded_window()
     return tx.frame(f"""
         SELECT {', '.join(EVENT_COLUMNS)} FROM raw.events
         WHERE (source, event_id) IN (SELECT source, event_id FROM raw.events

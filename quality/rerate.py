@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import polars as pl
@@ -118,7 +118,7 @@ def rerate_warehouse(tx: Tx, catalog: Catalog, period: Period, *, batch_events: 
     is bounded by about `batch_events` events plus the number of such groups, not by the month's
     events. Reads only `raw.events` (never the dbt models): the re-rating stays independent.
     """
-    lo, hi = event_window(period)
+    lo, hi = period.padded_window()  # every event on a local day of the period, in any time zone
     counts = tx.fetchall(f"SELECT customer_id, COUNT(*) FROM {RAW_SCHEMA}.events WHERE occurred_at >= ? "
                          "AND occurred_at < ? GROUP BY customer_id ORDER BY customer_id", [lo, hi])
     parts = [_in_period(catalog, _checked(pl.DataFrame(schema=EVENT_SCHEMA)), period)]
@@ -132,12 +132,6 @@ def rerate_warehouse(tx: Tx, catalog: Catalog, period: Period, *, batch_events: 
         parts.append(_in_period(catalog, _checked(events), period))
         del events
     return rerate_days(catalog, pl.concat(parts), period)
-
-
-def event_window(period: Period) -> tuple[datetime, datetime]:
-    """UTC instants bounding every event of the period in any time zone (two days' padding)."""
-    return (datetime.combine(period.start - timedelta(days=2), time(), UTC),
-            datetime.combine(period.end + timedelta(days=2), time(), UTC))
 
 
 def _customer_batches(counts: list[tuple[str, int]], batch_events: int) -> Iterable[list[str]]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+from decimal import Decimal
 
 import pytest
 
 from billing.cli import main
 from core.config import load_settings
+
+from support import ROOT
 
 FULL = """
 home: data
@@ -29,6 +32,7 @@ numbering:
   invoice: "INV-{year}-{number:06d}"
   credit_note: "CN-{year}-{number:06d}"
 lookback_periods: 3
+anomaly_factor: "12.5"
 seller: {name: Example Ltd, tax_id: X-1, whatever_field: kept as given}
 documents: documents
 webhooks:
@@ -45,6 +49,31 @@ def write(tmp_path, text: str):
 def test_every_key_the_loader_reads_is_accepted(tmp_path):
     settings = load_settings(write(tmp_path, FULL), env={})
     assert settings.inbox == tmp_path / "drop" and settings.lifecycle.lookback_periods == 3
+    assert settings.anomaly_factor == Decimal("12.5")
+
+
+def test_every_key_of_the_file_is_documented(tmp_path):
+    """docs/config.md (and docs/lifecycle.md, for the lifecycle's keys) names each key of a file that
+    sets every setting."""
+    import yaml
+
+    documented = (ROOT / "docs" / "config.md").read_text() + (ROOT / "docs" / "lifecycle.md").read_text()
+
+    def keys(doc: dict, where: str = ""):
+        for key, value in doc.items():
+            yield f"{where}{key}"
+            if isinstance(value, dict) and key not in ("seller", "two_approvers_from"):
+                yield from keys(value, f"{where}{key}.")
+
+    for key in keys(yaml.safe_load(FULL)):
+        assert f"{key.rsplit('.', 1)[-1]}:" in documented or f"`{key}`" in documented, key
+
+
+@pytest.mark.parametrize("value", ["0.5", "ten", "NaN"])
+def test_an_anomaly_factor_that_is_no_number_above_one_is_refused(tmp_path, value):
+    with pytest.raises(ValueError, match="anomaly_factor .* must be a number above 1"):
+        load_settings(env={"BILLING_HOME": str(tmp_path), "BILLING_ANOMALY_FACTOR": value})
+    assert load_settings(env={"BILLING_HOME": str(tmp_path)}).anomaly_factor == Decimal("10")
 
 
 def test_keys_overridden_by_the_environment_are_still_known(tmp_path):

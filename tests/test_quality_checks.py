@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from catalog.load import load_catalog
+from core.config import load_settings
 from core.periods import month_window
 from quality import checks as q
 from quality.findings import write_findings
@@ -149,12 +150,12 @@ def test_anomalies_name_a_jump_a_stop_and_a_silent_source(copy):
     assert "50.0x" in outcome.findings[0]["detail"]
     with Warehouse(duckdb_path=copy).transaction() as tx:
         assert q.anomalies(tx, OCTOBER, factor=Decimal("100")).findings[0]["kind"] == "stopped"
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setenv("BILLING_ANOMALY_FACTOR", "60")
-    try:
-        assert [f["kind"] for f in run(copy, q.anomalies).findings] == ["stopped", "silent_source"]
-    finally:
-        monkeypatch.undo()
+    # the factor is a setting (anomaly_factor, BILLING_ANOMALY_FACTOR) that run_checks passes on
+    settings = load_settings(env={"BILLING_HOME": str(copy.parent), "BILLING_ANOMALY_FACTOR": "60"})
+    assert settings.anomaly_factor == Decimal("60")
+    outcomes = q.run_checks(Warehouse(duckdb_path=copy), OCTOBER,
+                            anomaly_factor=settings.anomaly_factor)
+    assert [f["kind"] for o in outcomes if o.name == "anomalies" for f in o.findings] == ["stopped", "silent_source"]
 
 
 

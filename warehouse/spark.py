@@ -38,9 +38,6 @@ from .store import Warehouse
 if TYPE_CHECKING:
     from core.periods import Period
 
-# Days of events around the period that rating reads (macro period_padded_day: local months of any
-# time zone fall inside [start - 2 days, end + 2 days)).
-PAD_DAYS = 2
 EVENTS = ("raw", "events")
 PARTITION_COLUMN = "occurred_date"  # UTC day of occurred_at (macro event_partition_column)
 
@@ -80,8 +77,9 @@ def table_dir(spark_dir: Path, table: Table) -> Path:
 
 
 def export_days(period: Period) -> list[date]:
-    start = period.start - timedelta(days=PAD_DAYS)
-    return [start + timedelta(days=i) for i in range((period.end - period.start).days + 2 * PAD_DAYS)]
+    """The UTC days of events that rating reads: the period's padded window (core/periods.py)."""
+    first, last = period.padded_days()
+    return [first + timedelta(days=i) for i in range((last - first).days)]
 
 
 def _quote(path: Path) -> str:

@@ -1,4 +1,4 @@
-{# The billing period, from the vars Dagster / `billing run` pass (billing/periods.py builds them). #}
+{# The billing period, from the vars Dagster / `billing run` pass (core/periods.py builds them). #}
 
 {% macro period_start() -%}
     {%- if execute and var('period_start') is none -%}
@@ -24,7 +24,8 @@
     cast('{{ period_end() }}' as date)
 {%- endmacro %}
 
-{# UTC instants safely around the period: local months of any time zone fall inside. #}
+{# UTC instants safely around the period: local months of any time zone fall inside. The same window
+   as core/periods.py Period.padded_window (PAD_DAYS); tests/test_periods.py compiles this and compares. #}
 {% macro period_padded_instant(which) -%}
     cast('{{ period_padded_day(which).isoformat() }} 00:00:00+00' as {{ instant_type() }})
 {%- endmacro %}
