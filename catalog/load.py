@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from core.enums import AGGREGATIONS, DEFAULT_AGGREGATION
+from core.enums import PRICING_MODELS as MODELS
 from core.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 
 from .model import (
-    AGGREGATIONS,
-    MODELS,
     AccountProduct,
     Catalog,
     Contract,
@@ -249,7 +249,7 @@ def load_catalog(path: str | Path, content: bytes | None = None) -> Catalog:
 
     for where, e in r.entries(doc, "products"):
         pid = unique(cat.products, r.text(e, "code", where), where, "product")
-        aggregation = r.text(e, "aggregation", where, required=False) or "sum"
+        aggregation = r.text(e, "aggregation", where, required=False) or DEFAULT_AGGREGATION
         if aggregation not in AGGREGATIONS:
             raise r.fail(where, f"'aggregation: {aggregation}' is not one of {', '.join(AGGREGATIONS)}")
         cat.products[pid] = Product(pid, r.text(e, "name", where, required=False) or pid,

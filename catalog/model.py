@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-AGGREGATIONS = ("sum", "count", "max", "last", "none")
-MODELS = ("per_unit", "graduated", "volume", "package", "flat_fee")
-# Levels of the rate hierarchy, most specific first; the rank decides which price wins.
-LEVELS = ("account_override", "contract_rate", "rate_class", "product_default")
+# The models, aggregations and levels of the hierarchy a catalog may name: core/enums.py.
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,12 @@ from decimal import Decimal
 
 import polars as pl
 
+from core.enums import RATE_LEVELS
 from core.money import FEE, MINOR_UNITS, PRICE, QUANTITY, Digits
 from warehouse.schema import CATALOG_TABLES
 from warehouse.store import RAW_SCHEMA, Tx
 
-from .model import LEVELS, Catalog
+from .model import Catalog
 
 
 def _decimal(digits: Digits) -> pl.Decimal:
@@ -32,7 +33,7 @@ def catalog_frames(cat: Catalog) -> dict[str, pl.DataFrame]:
     for rate in cat.rates.values():
         p = rate.price
         rates.append({
-            "rate_id": rate.rate_id, "level": rate.level, "level_rank": LEVELS.index(rate.level) + 1,
+            "rate_id": rate.rate_id, "level": rate.level, "level_rank": RATE_LEVELS.index(rate.level) + 1,
             "product_id": rate.product_id, "currency": rate.currency, "customer_id": rate.customer_id,
             "contract_id": rate.contract_id, "rate_class_id": rate.rate_class_id,
             "effective_from": rate.effective_from, "effective_to": rate.effective_to, "model": p.model,

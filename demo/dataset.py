@@ -65,11 +65,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from core.events import RECEIVED
+
 DEFAULT_MONTHS = ("2026-08", "2026-09", "2026-10")
 MAX_ROWS_PER_FILE = 1_000_000
 MIN_PARTS_PER_MONTH = 4
 UNKNOWN_CUSTOMER = "C-UNKNOWN-1"
-COLUMNS = ("event_id", "customer_id", "product_id", "quantity", "occurred_at")
+COLUMNS = RECEIVED  # what a source delivers (core/events.py)
 
 # Metered products, in the order of the columns of the per-customer product mix.
 METERED = ("API_CALLS", "STORAGE_GB", "SMS", "BANDWIDTH_GB", "ACTIVE_USERS")

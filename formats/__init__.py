@@ -16,9 +16,11 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from core.events import RECEIVED
+
 from .section import Section, SourceConfigError
 
-EVENT_FIELDS = ("event_id", "customer_id", "product_id", "quantity", "occurred_at")
+EVENT_FIELDS = RECEIVED  # the fields a source maps from its own columns (core/events.py)
 FORMATS = ("auto", "csv", "jsonl", "parquet")
 # Plausible event times (docs/sources.md): at most this long after the file was received ...
 DEFAULT_FUTURE_MARGIN = timedelta(days=1)

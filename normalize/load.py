@@ -25,13 +25,14 @@ from pathlib import Path
 
 import polars as pl
 
+from core import events as events_contract
 from formats import SourceFormat
 from warehouse.schema import EVENT_KEY, EVENT_KEYS
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse, sync_event_keys
 
 from .rules import FileRejected, Normalized, normalize_frame, read_batches, split_in_file_duplicates
 
-PAYLOAD = ("customer_id", "product_id", "quantity", "occurred_at")
+PAYLOAD = events_contract.PAYLOAD  # what makes a repeat the same event (core/events.py)
 # In the reason of every conflicting duplicate (quarantined): quality.checks tells them from other quarantined rows by it.
 CONFLICT_MARK = "with a different customer, product, quantity or time"
 UPLOAD = SourceFormat("upload")  # the always-present upload source reads with the default format
@@ -339,8 +340,7 @@ class _FileLoader:
 
 
 def _payload_schema() -> dict[str, pl.DataType]:
-    return {"customer_id": pl.String(), "product_id": pl.String(), "quantity": pl.Decimal(38, 9),
-            "occurred_at": pl.Datetime("us", "UTC")}
+    return events_contract.polars_schema(PAYLOAD)
 
 
 _EMPTY_SEEN = pl.DataFrame(schema={"row_number": pl.Int64, "event_id": pl.String, "duplicate_of_file_id": pl.String,

@@ -25,12 +25,14 @@ from typing import BinaryIO
 
 import polars as pl
 
+from core import events as contract
+from core.events import RECEIVED as EVENT_FIELDS
 from core.money import QUANTITY as QUANTITY_DIGITS
-from formats import EVENT_FIELDS, SourceFormat
+from formats import SourceFormat
 
 NUL = "\x00"  # a text value holding it cannot be stored by PostgreSQL: such a row is quarantined (on every engine)
 SCALE = QUANTITY_DIGITS.fraction  # decimal places kept for quantities (core/money.py)
-QUANTITY = pl.Decimal(38, SCALE)
+QUANTITY = contract.QUANTITY
 # The largest quantity accepted (core/money.py): beyond it, a line's quantity x price would not
 # stay exact within 38 digits, so the row is quarantined instead.
 _QUANTITY_LIMIT = pl.lit(QUANTITY_DIGITS.largest, dtype=QUANTITY)
@@ -648,7 +650,7 @@ def derive_event_ids(events: pl.DataFrame) -> pl.DataFrame:
     two identical rows in one file stay two events; the same usage re-exported in a different
     file with different neighbours still matches, as long as identical payloads keep their order.
     """
-    payload = ["customer_id", "product_id", "quantity", "occurred_at"]
+    payload = list(contract.PAYLOAD)
     keyed = events.with_columns(
         _occurrence=pl.int_range(pl.len()).over(payload),
         _text=pl.concat_str([pl.col(c).cast(pl.String) for c in payload], separator="|"),
@@ -684,7 +686,7 @@ def split_in_file_duplicates(events: pl.DataFrame, source_name: str) -> tuple[pl
         empty = events.clear().with_columns(duplicate_of_row_number=pl.lit(None, pl.Int64))
         return events, empty, empty
     repeated = events.select(pl.col("event_id").is_duplicated()).to_series()
-    payload = ["customer_id", "product_id", "quantity", "occurred_at"]
+    payload = contract.PAYLOAD
     ranked = events.filter(repeated).with_columns(
         _first_row=pl.col("row_number").min().over("event_id"),
         _same=pl.all_horizontal([pl.col(c) == pl.col(c).sort_by("row_number").first().over("event_id")
@@ -702,9 +704,7 @@ def split_in_file_duplicates(events: pl.DataFrame, source_name: str) -> tuple[pl
 
 
 def _empty_events() -> pl.DataFrame:
-    schema = {"row_number": pl.Int64, "event_id": pl.String, "customer_id": pl.String, "product_id": pl.String,
-              "quantity": QUANTITY, "occurred_at": pl.Datetime("us", "UTC")}
-    return pl.DataFrame(schema=schema)
+    return pl.DataFrame(schema={"row_number": pl.Int64, **contract.polars_schema(EVENT_FIELDS)})
 
 
 def _empty_quarantine() -> pl.DataFrame:

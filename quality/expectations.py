@@ -37,6 +37,7 @@ from typing import Any
 
 import polars as pl
 
+from core import enums, events
 from core.money import MINOR_UNITS, round_money
 from core.periods import Period
 from warehouse.store import Tx, Warehouse
@@ -51,12 +52,10 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 CURRENCIES = tuple(sorted(MINOR_UNITS))
 INVOICE_STATUSES = ("draft",)  # issuing and finalization are later lifecycle steps
-LINE_TYPES = ("usage", "recurring", "minimum_commitment", "manual", "adjustment", "credit_applied", "credit_carried")
-RATE_LEVELS = ("account_override", "contract_rate", "rate_class", "product_default", "contract", "manual", "correction",
-               "credit")
-PRICING_MODELS = ("per_unit", "graduated", "volume", "package", "flat_fee", "minimum_commitment")
-EVENT_COLUMNS = ("source", "event_id", "customer_id", "product_id", "quantity", "occurred_at", "file_id",
-                 "row_number", "loaded_at")
+LINE_TYPES = enums.LINE_TYPES
+RATE_LEVELS = enums.LINE_RATE_LEVELS
+PRICING_MODELS = enums.LINE_PRICING_MODELS
+EVENT_COLUMNS = events.STORED  # raw.events' columns (core/events.py)
 SAMPLE_ROWS = 20  # unexpected rows kept per failed expectation in the check's metadata
 FINDING_ROWS = 200  # unexpected rows written as findings per failed expectation
 

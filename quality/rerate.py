@@ -31,26 +31,19 @@ from decimal import Decimal
 import polars as pl
 
 from catalog.model import Catalog, Contract, Rate
+from core import events
 from core.money import AMOUNT, MONEY, round_money
-from core.money import QUANTITY as QUANTITY_DIGITS
 from core.periods import Period
 from warehouse.store import RAW_SCHEMA, Tx
 
 from .rerate_pricing import price_segment
 
 # Sizes from core/money.py; 38 digits wide so that sums of a month never overflow here.
-QUANTITY = pl.Decimal(38, QUANTITY_DIGITS.fraction)  # as the warehouse stores quantities
+QUANTITY = events.QUANTITY  # as normalization types quantities
 EXACT = pl.Decimal(38, AMOUNT.fraction)  # unrounded amounts: quantity (9 places) x price (12 places)
 MONEY_TYPE = pl.Decimal(38, MONEY.fraction)  # rounded amounts: places for every ISO 4217 minor unit
 
-EVENT_SCHEMA = {
-    "source": pl.String,
-    "event_id": pl.String,
-    "customer_id": pl.String,
-    "product_id": pl.String,
-    "quantity": QUANTITY,
-    "occurred_at": pl.Datetime("us", "UTC"),
-}
+EVENT_SCHEMA = events.polars_schema(events.RATED)  # the event columns rating reads (core/events.py)
 
 _LINE_KEY = {
     "billing_account_id": pl.String,
@@ -125,7 +118,7 @@ def rerate_warehouse(tx: Tx, catalog: Catalog, period: Period, *, batch_events: 
     for customers in _customer_batches(counts, batch_events):
         tx.register("_rerate_customers", pl.DataFrame({"customer_id": customers}, schema={"customer_id": pl.String}))
         events = tx.frame(
-            f"SELECT e.source, e.event_id, e.customer_id, e.product_id, e.quantity, e.occurred_at "
+            f"SELECT {', '.join(f'e.{c}' for c in EVENT_SCHEMA)} "
             f"FROM {RAW_SCHEMA}.events e JOIN _rerate_customers c ON c.customer_id = e.customer_id "
             "WHERE e.occurred_at >= ? AND e.occurred_at < ?", [lo, hi])
         tx.unregister("_rerate_customers")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, Context, Decimal, Inexact, localcontext
 
 from catalog.model import Price, Tier
+from core.enums import PRICING_MODELS
 
 # Wide enough for any product of two 38-digit decimals without losing a digit.
 _PRECISION = 100
@@ -140,7 +141,7 @@ def price_segment(
         fee = prorated(price.flat_amount, active_days, period_days)
         tiers = (TierCharge(1, Decimal(active_days), _ZERO, fee, fee),)
     else:
-        raise ValueError(f"unknown pricing model {price.model!r}")
+        raise ValueError(f"unknown pricing model {price.model!r} (core/enums.py: {', '.join(PRICING_MODELS)})")
     with localcontext(_exact()):
         amount = sum((t.amount for t in tiers), _ZERO)
     return Priced(billable, amount, tiers)

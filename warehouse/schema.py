@@ -4,7 +4,7 @@ Plain SQL that DuckDB and PostgreSQL both accept. dbt reads these tables as sour
 (`dbt_project/models/staging/_sources.yml`); nothing else writes them.
 """
 
-from core import money
+from core import events, money
 
 # Exact decimals, never binary floats, sized by core/money.py (the one place the limits live).
 QUANTITY = money.QUANTITY.sql  # usage quantities, included units, tier bounds
@@ -38,17 +38,7 @@ TABLES: dict[str, str] = {
         received_at TIMESTAMPTZ NOT NULL,
         is_first_delivery BOOLEAN NOT NULL
     """,
-    "events": f"""
-        source VARCHAR NOT NULL,
-        event_id VARCHAR NOT NULL,
-        customer_id VARCHAR NOT NULL,
-        product_id VARCHAR NOT NULL,
-        quantity {QUANTITY} NOT NULL,
-        occurred_at TIMESTAMPTZ NOT NULL,
-        file_id VARCHAR NOT NULL,
-        row_number BIGINT NOT NULL,             -- 1-based data row in the file
-        loaded_at TIMESTAMPTZ NOT NULL          -- (source, event_id) is unique: normalization dedups
-    """,
+    "events": events.sql_columns(),  # the event contract (core/events.py); (source, event_id) is unique
     "quarantine": """
         file_id VARCHAR NOT NULL,
         source VARCHAR NOT NULL,
