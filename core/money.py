@@ -1,9 +1,11 @@
 """Money rules, written once: ISO 4217 minor units, rounding half away from zero, and the sizes
 of every decimal the warehouse keeps.
 
-The dbt macro `round_money` implements the same rule in SQL; `tests/test_money.py` holds both
-to the same examples. The SQL types (warehouse/schema.py, dbt_project/macros/money.sql) are these
-sizes; `tests/test_money.py` holds them to each other.
+The dbt macro `round_money` implements the same rule in SQL; `tests/test_money.py` runs it against
+`round_money` here for every minor unit. dbt reads the minor units of MINOR_UNITS from
+raw.catalog_currencies (written from this table by the catalog loader). The SQL types
+(warehouse/schema.py, dbt_project/macros/money.sql) are these sizes; `tests/test_precision.py`
+holds them to each other.
 """
 
 from __future__ import annotations
