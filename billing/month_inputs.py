@@ -101,8 +101,8 @@ def code_part() -> str:
 
 def settings_part(settings, period) -> str:
     lookback = settings.lifecycle.lookback_periods
-    return _sha({"settings": repr(settings), "dbt_vars": period.dbt_vars(lookback),
-                 "anomaly_factor": os.environ.get("BILLING_ANOMALY_FACTOR")})
+    # the settings' repr holds every setting, anomaly_factor included
+    return _sha({"settings": repr(settings), "dbt_vars": period.dbt_vars(lookback)})
 
 
 def _table_rows(tx, table: str) -> list[str]:
@@ -189,10 +189,11 @@ def inputs_of(settings, warehouse, period) -> MonthInputs:
 
 
 def ensure_table(tx) -> None:
-    from ledger.schema import SCHEMA, TABLES
+    """ledger.rating_inputs where missing (declared in ledger/schema.py, created by warehouse/schema.py)."""
+    from ledger.schema import LEDGER_TABLES as DECLARED
+    from warehouse.schema import create
 
-    tx.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    tx.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({TABLES['rating_inputs']})")
+    create(tx, [t for t in DECLARED if t.qualified == TABLE])
 
 
 def record_inputs(tx, inputs: MonthInputs, run_id: str, outcomes) -> None:

@@ -39,6 +39,8 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
 from formats import Section, SourceConfigError, SourceFormat
+from warehouse.schema import Table, create
+from warehouse.schema import register as register_tables
 from warehouse.store import RAW_SCHEMA, Tx, Warehouse
 
 from .landing import Landed, land_file
@@ -51,15 +53,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_TABLE = f"{RAW_SCHEMA}.api_checkpoints"
-_DDL = (
-    f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {CHECKPOINT_TABLE} (
+# This kind's state, one of the warehouse's tables (warehouse/schema.py creates it).
+CHECKPOINTS = register_tables(Table(RAW_SCHEMA, "api_checkpoints", """
         source VARCHAR PRIMARY KEY,
         cursor VARCHAR NOT NULL,             -- JSON: where the next run starts
         updated_at TIMESTAMPTZ NOT NULL
-    )""",
-)
+"""))
+CHECKPOINT_TABLE = CHECKPOINTS[0].qualified
 
 PAGINATION_STYLES = ("cursor", "page", "link", "none")
 DEFAULT_MAX_RESPONSE_BYTES = 32 << 20  # an API answer's body, as decoded; pages are usually far smaller
@@ -180,8 +180,7 @@ class _Page:
 
 def ensure_tables(warehouse: Warehouse) -> None:
     with warehouse.transaction() as tx:
-        for statement in _DDL:
-            tx.execute(statement)
+        create(tx, CHECKPOINTS)
 
 
 def read_checkpoint(warehouse: Warehouse, source: str) -> dict[str, Any] | None:

@@ -33,6 +33,8 @@ import asyncssh
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from formats import Section, SourceConfigError
+from warehouse.schema import Table, create
+from warehouse.schema import register as register_tables
 from warehouse.store import RAW_SCHEMA, Warehouse
 
 from .landing import Landed, land_file
@@ -45,18 +47,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SEEN_TABLE = f"{RAW_SCHEMA}.sftp_seen"
-_DDL = (
-    f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {SEEN_TABLE} (
+# This kind's state, one of the warehouse's tables (warehouse/schema.py creates it).
+SEEN = register_tables(Table(RAW_SCHEMA, "sftp_seen", """
         source VARCHAR NOT NULL,
         remote_path VARCHAR NOT NULL,
         size BIGINT NOT NULL,
         mtime BIGINT NOT NULL,               -- seconds since the epoch, as the server reports it
         file_id VARCHAR NOT NULL,            -- sha256 of what was landed
         picked_at TIMESTAMPTZ NOT NULL
-    )""",
-)
+"""))
+SEEN_TABLE = SEEN[0].qualified
 _CHUNK = 256 * 1024
 T = TypeVar("T")
 IN_PROGRESS_SUFFIXES = (".part", ".tmp", ".partial", ".filepart")
@@ -149,8 +149,7 @@ class RemoteFile:
 
 def ensure_tables(warehouse: Warehouse) -> None:
     with warehouse.transaction() as tx:
-        for statement in _DDL:
-            tx.execute(statement)
+        create(tx, SEEN)
 
 
 def collect_sftp(warehouse: Warehouse, landing_dir: Path, source: SourceConfig) -> list[Landed]:

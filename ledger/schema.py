@@ -10,6 +10,9 @@ PostgreSQL; dbt reads these tables as the `ledger` source.
 
 from __future__ import annotations
 
+from warehouse.schema import Table, register
+from warehouse.schema import ddl as _ddl
+
 SCHEMA = "ledger"
 MONEY = "DECIMAL(38, 12)"  # amounts as issued (already rounded to the currency) and unit prices
 EXACT = "DECIMAL(38, 21)"  # a tier's unrounded amount, as exact as the rating's (core/money.py limits)
@@ -239,6 +242,9 @@ TABLES: dict[str, str] = {
 }
 
 
-def ddl() -> list[str]:
-    return [f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-            *(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.{name} ({cols})" for name, cols in TABLES.items())]
+LEDGER_TABLES = register(*(Table(SCHEMA, name, columns) for name, columns in TABLES.items()))
+
+
+def ddl(dialect: str = "duckdb") -> list[str]:
+    """Statements creating the ledger's tables where missing (warehouse/schema.py renders them)."""
+    return _ddl(dialect, LEDGER_TABLES)

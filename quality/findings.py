@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
+from warehouse.schema import Table, create, register
 from warehouse.store import Tx, Warehouse
 
 
@@ -46,14 +47,16 @@ COLUMNS = """
     recorded_at TIMESTAMPTZ NOT NULL
 """
 
+FINDINGS = register(Table("marts", "quality_findings", COLUMNS))  # beside dbt's marts, written by the checks
+
 SCHEMA = {"check_name": pl.String, "severity": pl.String, "period": pl.String, "customer_id": pl.String,
           "line_id": pl.String, "file_id": pl.String, "detail": pl.String, "run_id": pl.String,
           "recorded_at": pl.Datetime("us", "UTC")}
 
 
 def ensure_table(tx: Tx) -> None:
-    tx.execute("CREATE SCHEMA IF NOT EXISTS marts")
-    tx.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({COLUMNS})")
+    """The findings table, where missing (a warehouse made before it, or checks run first)."""
+    create(tx, FINDINGS)
 
 
 def finding_rows(outcome: CheckOutcome, period_key: str, run_id: str, recorded_at: datetime) -> list[dict]:

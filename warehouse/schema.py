@@ -1,10 +1,28 @@
-"""The warehouse's raw schema: what collectors, normalization and the catalog loader write.
+"""The warehouse's tables: one registry of them, one way to create them.
 
-Plain SQL that DuckDB and PostgreSQL both accept. dbt reads these tables as sources
-(`dbt_project/models/staging/_sources.yml`); nothing else writes them.
+Every table the warehouse holds besides dbt's models is a `Table` registered here: the raw schema
+below (what collectors, normalization and the catalog loader write; dbt reads them as sources),
+and the tables other modules declare beside the code that writes them (ledger/schema.py,
+quality/findings.py, a collector kind's state). `Warehouse.ensure_schema()` creates every one where
+missing, never dropping or rewriting anything, so a new warehouse has all its tables before anything
+writes; `create(tx, tables)` does the same for a few (for a writer that may run first).
+
+A registry rather than one file listing every table: a table's columns stay beside the code that
+writes them (a collector kind stays one module), while how a table is created (schemas, what differs
+between engines, columns added to older warehouses) is written once, here. Plain SQL that DuckDB
+and PostgreSQL both accept.
 """
 
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
 from core import events, money
+
+RAW_SCHEMA = "raw"
 
 # Exact decimals, never binary floats, sized by core/money.py (the one place the limits live).
 QUANTITY = money.QUANTITY.sql  # usage quantities, included units, tier bounds
@@ -161,16 +179,74 @@ EVENT_KEYS_COLUMNS = """
 EVENT_KEY = "hash({source}, {event_id})"  # the SQL expression of a key (DuckDB)
 
 
-def ddl(schema: str, dialect: str = "duckdb") -> list[str]:
-    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}"]
-    statements += [f"CREATE TABLE IF NOT EXISTS {schema}.{name} ({cols})" for name, cols in TABLES.items()]
-    # columns added after a warehouse may have been created (never dropped, never rewritten)
-    statements += [f"ALTER TABLE {schema}.catalog_customers ADD COLUMN IF NOT EXISTS {column}"
-                   for column in ("csm VARCHAR", "require_csm_approval BOOLEAN")]
-    statements += [f"ALTER TABLE {schema}.{name} ADD COLUMN IF NOT EXISTS catalog_sha256 VARCHAR"
-                   for name in CATALOG_TABLES]
-    if dialect == "duckdb":
-        statements.append(f"CREATE TABLE IF NOT EXISTS {schema}.{EVENT_KEYS} ({EVENT_KEYS_COLUMNS})")
-    else:  # PostgreSQL looks ids up through an index (the dedup against history, normalize/load.py)
-        statements.append(f"CREATE INDEX IF NOT EXISTS events_source_event_id ON {schema}.events (source, event_id)")
+@dataclass(frozen=True)
+class Table:
+    """A table of the warehouse: schema, name, column definitions, and what else creating it takes."""
+
+    schema: str
+    name: str
+    columns: str
+    added: tuple[str, ...] = ()  # columns added after warehouses were created: added where missing
+    postgres: tuple[str, ...] = ()  # PostgreSQL only, after creating it ({table}: schema.name), e.g. an index
+    dialects: tuple[str, ...] = ("duckdb", "postgres")  # the engines whose warehouse has it
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def ddl(self, dialect: str) -> list[str]:
+        if dialect not in self.dialects:
+            return []
+        return [f"CREATE TABLE IF NOT EXISTS {self.qualified} ({self.columns})",
+                *(f"ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS {column}" for column in self.added),
+                *(s.format(table=self.qualified) for s in (self.postgres if dialect == "postgres" else ()))]
+
+
+_REGISTERED: dict[str, Table] = {}
+
+# The modules that declare tables; `tables()` imports them, so that `ensure_schema` creates every
+# table whoever calls it. (A module registering more, a collector kind, is imported by its users.)
+DECLARED_IN = ("ledger.schema", "quality.findings")
+
+
+def register(*tables: Table) -> tuple[Table, ...]:
+    """Add tables to the warehouse's; the same table declared twice, differently, is refused."""
+    for table in tables:
+        known = _REGISTERED.setdefault(table.qualified, table)
+        if known != table:
+            raise ValueError(f"table {table.qualified} is declared twice, differently ({known} and {table})")
+    return tables
+
+
+def tables() -> list[Table]:
+    """Every table of the warehouse, in the order registered."""
+    for module in DECLARED_IN:
+        importlib.import_module(module)
+    return list(_REGISTERED.values())
+
+
+def ddl(dialect: str = "duckdb", of: Iterable[Table] | None = None) -> list[str]:
+    """Statements creating the schemas and the tables `of` (default: every table) where missing."""
+    chosen = tables() if of is None else list(of)
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in dict.fromkeys(t.schema for t in chosen)]
+    for table in chosen:
+        statements += table.ddl(dialect)
     return statements
+
+
+def create(tx: Any, of: Iterable[Table]) -> None:
+    """Create these tables where missing, in the transaction `tx` (a warehouse.store.Tx)."""
+    for statement in ddl(tx.dialect, of):
+        tx.execute(statement)
+
+
+RAW_TABLES = register(*(
+    Table(RAW_SCHEMA, name, columns,
+          # columns added after a warehouse may have been created (never dropped, never rewritten)
+          added=(("csm VARCHAR", "require_csm_approval BOOLEAN") if name == "catalog_customers" else ())
+          + (("catalog_sha256 VARCHAR",) if name in CATALOG_TABLES else ()),
+          # PostgreSQL looks ids up through an index (the dedup against history, normalize/load.py)
+          postgres=("CREATE INDEX IF NOT EXISTS events_source_event_id ON {table} (source, event_id)",)
+          if name == "events" else ())
+    for name, columns in TABLES.items()))
+EVENT_KEYS_TABLE, = register(Table(RAW_SCHEMA, EVENT_KEYS, EVENT_KEYS_COLUMNS, dialects=("duckdb",)))

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from .schema import EVENT_KEY, EVENT_KEYS, EVENT_KEYS_COLUMNS, ddl
+from .schema import EVENT_KEY, EVENT_KEYS, EVENT_KEYS_TABLE, RAW_SCHEMA, create, ddl
 
 if TYPE_CHECKING:
     from core.config import Settings
 
-RAW_SCHEMA = "raw"
 SESSION_MEMORY_LIMIT = "1GB"  # DuckDB's memory during a `Warehouse.session()` (a normalize run)
 
 
@@ -275,11 +274,10 @@ class Warehouse:
                 conn.close()
 
     def ensure_schema(self) -> None:
-        """Create the raw schema and the ledger's tables where they are missing (never drops anything)."""
-        from ledger.schema import ddl as ledger_ddl
-
+        """Create every table of the warehouse (warehouse/schema.py's registry: raw, ledger, findings,
+        ...) where it is missing, in one transaction; never drops or rewrites anything."""
         with self.transaction() as tx:
-            for statement in [*ddl(RAW_SCHEMA, self.dialect), *ledger_ddl()]:
+            for statement in ddl(self.dialect):
                 tx.execute(statement)
 
 
@@ -295,7 +293,7 @@ def sync_event_keys(tx: Tx) -> bool:
     if tx.dialect != "duckdb":
         return False
     keys = f"{RAW_SCHEMA}.{EVENT_KEYS}"
-    tx.execute(f"CREATE TABLE IF NOT EXISTS {keys} ({EVENT_KEYS_COLUMNS})")
+    create(tx, [EVENT_KEYS_TABLE])
     stored = tx.fetchall(f"SELECT (SELECT count(*) FROM {RAW_SCHEMA}.events), (SELECT count(*) FROM {keys})")[0]
     in_order = stored[0] == stored[1]
     if in_order and stored[0]:
