@@ -3,7 +3,7 @@
 A source delivers the RECEIVED fields (mapped from its own column names by its `columns` setting);
 normalization types them and adds where the event came from; `raw.events` stores every column
 below. warehouse/schema.py creates the table from it, normalize, the re-rater, the expectations
-suite and the demo generator take their columns from it, and tests/test_events_contract.py holds
+suite, formats and the demo generator take their columns from it, and tests/test_core.py holds
 dbt's source and staging model to it.
 """
 
@@ -57,5 +57,5 @@ def polars_schema(names: tuple[str, ...] = STORED) -> dict[str, pl.DataType]:
 
 
 def sql_columns() -> str:
-    """raw.events' column definitions (CREATE TABLE)."""
+    """raw.events' column definitions, as its DDL takes them (warehouse/schema.py)."""
     return ", ".join(f"{c.name} {c.sql} NOT NULL" for c in COLUMNS)
