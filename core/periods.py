@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})(?:-01)?$")
 
@@ -21,6 +22,12 @@ EDGE = timedelta(days=1)
 # Days of UTC padding around a period: its local days in any time zone lie inside (one would do; two
 # leave room to spare).
 PAD_DAYS = 2
+
+
+def local_day(at: datetime, zone: str) -> date:
+    """The day an instant falls on in a time zone: the day rating puts an event on (its customer's
+    zone, UTC for an unknown customer). It belongs to a period when start <= day < end."""
+    return at.astimezone(ZoneInfo(zone)).date()
 
 
 def instant(day: date) -> datetime:

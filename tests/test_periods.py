@@ -1,12 +1,20 @@
 import json
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
 
 from billing.rating import dbt_args
-from core.periods import add_months, around_midnight, month_index, month_start, month_window, previous_month
+from core.periods import (
+    add_months,
+    around_midnight,
+    local_day,
+    month_index,
+    month_start,
+    month_window,
+    previous_month,
+)
 
 from support import ROOT
 
@@ -64,6 +72,8 @@ def test_every_local_day_of_the_period_is_inside_the_padded_window_in_every_zone
     for zone in ZONES:
         first, end = _local_midnight(period.start, zone), _local_midnight(period.end, zone)
         assert lo <= first and end <= hi, zone  # every instant of the local month is read
+        assert local_day(first, zone) == period.start and local_day(end, zone) == period.end, zone
+        assert local_day(first - timedelta(microseconds=1), zone) < period.start, zone
         assert first <= inner_lo and inner_hi <= end, zone  # the inner window is inside every local month
         for edge in (period.start, period.end):  # an instant outside around_midnight is on UTC's side
             around_lo, around_hi = around_midnight(edge)
