@@ -4,8 +4,8 @@ A month's invoices and check results depend on more than its own events; its *in
 
 - `code`: the dbt project (models, macros, tests, dbt_project.yml, profiles.yml), the Python that
   rates, checks and records (packages in CODE_PACKAGES) and the versions of dbt, DuckDB and Polars;
-- `settings`: everything in Settings (engine, look-back, paths...), the dbt vars of the period and
-  BILLING_ANOMALY_FACTOR;
+- `settings`: everything in Settings (engine, look-back, anomaly_factor, paths...) and the dbt vars
+  of the period;
 - `catalog`: the content of every `raw.catalog_*` table (dbt prices with them, the checks read them);
 - `ingest`: every landed file's id, status and row counts. Files are content-addressed and
   raw.events / quarantine / duplicates are only ever appended to by loading a file, so this covers
