@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 CURRENCIES = tuple(sorted(MINOR_UNITS))
-INVOICE_STATUSES = ("draft",)  # issuing and finalization are later lifecycle steps
+INVOICE_STATUSES = enums.INVOICE_STATUSES  # a rerun of an issued month shows it issued (or void)
 LINE_TYPES = enums.LINE_TYPES
 RATE_LEVELS = enums.LINE_RATE_LEVELS
 PRICING_MODELS = enums.LINE_PRICING_MODELS

@@ -156,3 +156,13 @@ def test_dagster_checks_name_failures_link_results_and_write_findings(billing_en
     assert query(warehouse, "select check_name, severity, customer_id, run_id from marts.quality_findings "
                             "where check_name like '%expectations' order by 1") == [
         ("events_expectations", "error", "C4", rerun.run_id)]
+
+
+def test_an_issued_or_voided_invoice_is_a_known_status_an_unknown_one_is_not(copy, tmp_path):
+    """A month rerun after issuing shows its invoices issued (or void): statuses of core/enums.py."""
+    query(copy, "update marts.fct_invoices set status = 'issued' where billing_account_id = 'C1'")
+    query(copy, "update marts.fct_invoices set status = 'void' where billing_account_id = 'C2'")
+    assert validate(copy, tmp_path, ("fct_invoices",))["fct_invoices"].success
+    query(copy, "update marts.fct_invoices set status = 'paid' where billing_account_id = 'C3'")
+    result = validate(copy, tmp_path, ("fct_invoices",))["fct_invoices"]
+    assert failure(result, "expect_column_values_to_be_in_set", "status")["unexpected_values"] == ["paid"]
