@@ -59,13 +59,14 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from core.events import RECEIVED
+from core.periods import month_window
 
 DEFAULT_MONTHS = ("2026-08", "2026-09", "2026-10")
 MAX_ROWS_PER_FILE = 1_000_000
@@ -152,12 +153,7 @@ class DemoSummary:
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
     if not re.fullmatch(r"\d{4}-\d{2}", month):
         raise ValueError(f"month {month!r} must be written YYYY-MM, e.g. 2026-10")
-    year, mon = int(month[:4]), int(month[5:])
-    if not 1 <= mon <= 12:
-        raise ValueError(f"month {month!r} has no month {mon}")
-    start = datetime(year, mon, 1, tzinfo=UTC)
-    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
-    return start, end
+    return month_window(month).utc_window()  # core/periods.py (refuses month 13)
 
 
 def _split(total: int, weights: np.ndarray) -> list[int]:
