@@ -97,10 +97,14 @@ def test_the_sql_padded_window_is_the_python_one(tmp_path, monkeypatch):
     monkeypatch.setenv("BILLING_DBT_TARGET", "duckdb")
     monkeypatch.setenv("BILLING_DUCKDB_PATH", str(tmp_path / "w.duckdb"))
     period = month_window("2026-12")  # across a year's end
-    sql = "select {{ period_padded_instant('start') }} as lo, {{ period_padded_instant('end') }} as hi"
+    sql = ("select {{ period_padded_instant('start') }} as lo, {{ period_padded_instant('end') }} as hi, "
+           "{{ months_before_period(\"'2025-11'\") }} as back, {{ month_index(\"'2026-10'\") }} as idx")
     result = dbtRunner().invoke(["compile", "--project-dir", str(ROOT / "dbt_project"), "--inline", sql, "--vars",
                                  json.dumps(period.dbt_vars()), "--quiet", "--target-path", str(tmp_path / "target")])
     assert result.success, result.exception
     compiled = result.result.results[0].node.compiled_code
-    lo, hi = duckdb.connect().execute(f"set TimeZone = 'UTC'; {compiled}").fetchone()
+    lo, hi, back, idx = duckdb.connect().execute(f"set TimeZone = 'UTC'; {compiled}").fetchone()
     assert (lo, hi) == period.padded_window() == (datetime(2026, 11, 29, tzinfo=UTC), datetime(2027, 1, 3, tzinfo=UTC))
+    # the SQL month arithmetic (int_invoice_corrections' periods back) is core/periods.py's
+    assert idx == month_index(date(2026, 10, 1))
+    assert back == month_index(period.start) - month_index(date(2025, 11, 1)) == 13

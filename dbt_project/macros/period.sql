@@ -16,6 +16,17 @@
     '{{ period_start()[:7] }}'
 {%- endmacro %}
 
+{# Month arithmetic in SQL, as core/periods.py month_index: the months since year 0 of a 'YYYY-MM'
+   key (an expression); tests/test_periods.py compiles these and compares with core/periods.py. #}
+{% macro month_index(key) -%}
+    (cast(substr({{ key }}, 1, 4) as integer) * 12 + cast(substr({{ key }}, 6, 2) as integer) - 1)
+{%- endmacro %}
+
+{# How many months the period comes after the month `key` (1 for the month before it). #}
+{% macro months_before_period(key) -%}
+    ({{ month_index(period_key()) }} - {{ month_index(key) }})
+{%- endmacro %}
+
 {% macro period_start_date() -%}
     cast('{{ period_start() }}' as date)
 {%- endmacro %}

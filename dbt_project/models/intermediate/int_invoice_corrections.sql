@@ -12,9 +12,6 @@
   report the others.
 -#}
 
-{%- set start = modules.datetime.date.fromisoformat(period_start()) -%}
-{%- set this_index = start.year * 12 + start.month -%}
-
 with live_invoices as (
     select i.invoice_number, i.period, i.billing_account_id, i.currency
     from {{ source('ledger', 'invoices') }} as i
@@ -120,9 +117,7 @@ select
     cast(corrected_period as {{ string_type() }}) as corrected_period,
     cast(corrected_invoice_number as {{ string_type() }}) as corrected_invoice_number,
     cast(amount as {{ money_type() }}) as amount,
-    cast({{ this_index }} - (cast(substr(corrected_period, 1, 4) as integer) * 12
-         + cast(substr(corrected_period, 6, 2) as integer)) as integer) as periods_back,
-    cast({{ this_index }} - (cast(substr(corrected_period, 1, 4) as integer) * 12
-         + cast(substr(corrected_period, 6, 2) as integer)) <= {{ var('lookback_periods', 3) }} as boolean)
+    cast({{ months_before_period('corrected_period') }} as integer) as periods_back,
+    cast({{ months_before_period('corrected_period') }} <= {{ var('lookback_periods', 3) }} as boolean)
         as within_lookback
 from carried_here
