@@ -12,8 +12,9 @@ DEFAULT_AGGREGATION = "sum"
 
 # How a price turns a quantity into an amount (docs/catalog.md).
 PRICING_MODELS = ("per_unit", "graduated", "volume", "package", "flat_fee")
-# What an invoice line may be priced by: a catalog price, or a contract's minimum-commitment true-up.
-LINE_PRICING_MODELS = (*PRICING_MODELS, "minimum_commitment")
+# What an invoice line's pricing_model says: a catalog price's model, a contract's minimum-commitment
+# true-up, or, for the lines the ledger adds, their line type (manual, adjustment, credit_*).
+LINE_PRICING_MODELS = (*PRICING_MODELS, "minimum_commitment", "manual", "adjustment", "credit_applied", "credit_carried")
 
 # Levels of the rate hierarchy, most specific first; the rank (position + 1) decides which price wins.
 RATE_LEVELS = ("account_override", "contract_rate", "rate_class", "product_default")
