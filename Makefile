@@ -13,6 +13,10 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := false
 export DAGSTER_DISABLE_TELEMETRY := true
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Byte-compile the dependencies once at install: every `billing` command, test and Dagster process then
+# loads them instead of compiling dbt, Dagster, Polars... again (where PYTHONDONTWRITEBYTECODE is set,
+# each process would: about 2 CPU s of a `billing run`).
+export UV_COMPILE_BYTECODE := 1
 
 DBT_SOURCES := $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null) dbt_project/dbt_project.yml
 

@@ -436,7 +436,9 @@ def rerun_nothing_new(home: Path, config: Path, month: str) -> Figure:
     said = "nothing changed since rating run" in out
     note = (f"`billing run --month {month}` in a new process, exit status {done.returncode}: "
             + ("said nothing changed, not rated" if said else
-               f"DID NOT say nothing changed: {out[-300:] or done.stderr[-300:]}"))
+               "DID NOT say nothing changed: " + (re.search(r"(changed since the last rating run: .*?|no inputs "
+                                                             r"recorded[^;]*?)(?: [✓✗] |$)", out) or [None, out[-300:]
+                                                                                                       or done.stderr[-300:]])[1]))
     others = None if busy is None or busy_after is None else max(0.0, busy_after - busy - cpu)
     return Figure("rerun, nothing new", seconds, cpu, None, None, after.ru_maxrss, note, others_cpu=others)
 

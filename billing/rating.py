@@ -145,7 +145,7 @@ def _keep_parse(target: Path, key: str) -> None:
     kept.parent.mkdir(parents=True, exist_ok=True)
     for old in kept.parent.glob("*.msgpack"):  # one parse kept per target folder
         old.unlink(missing_ok=True)
-    partial = kept.with_suffix(".partial")
+    partial = kept.with_suffix(f".{os.getpid()}.partial")  # another process may keep the same parse
     partial.write_bytes(written.read_bytes())
     partial.replace(kept)
 
