@@ -18,7 +18,14 @@ dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
 class BillingTranslator(DagsterDbtTranslator):
-    """Groups dbt models by layer (staging, intermediate, marts) in the asset graph."""
+    """Groups dbt models by layer (staging, intermediate, marts) in the asset graph; a dbt source is
+    the warehouse table it reads (raw/events, ledger/invoices), the asset that writes it, whatever
+    domain the source is named after (catalog, usage, ingest)."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["identifier"]])
+        return super().get_asset_key(dbt_resource_props)
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "model":

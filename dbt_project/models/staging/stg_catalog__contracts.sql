@@ -6,4 +6,4 @@ select
     effective_from,
     effective_to,
     cast(minimum_commitment as {{ fee_type() }}) as minimum_commitment
-from {{ source('raw', 'catalog_contracts') }}
+from {{ source('catalog', 'contracts') }}

@@ -1,2 +1,2 @@
 select currency, cast(minor_units as integer) as minor_units
-from {{ source('raw', 'catalog_currencies') }}
+from {{ source('catalog', 'currencies') }}

@@ -10,4 +10,4 @@ select
     active_to,
     csm,
     require_csm_approval
-from {{ source('raw', 'catalog_customers') }}
+from {{ source('catalog', 'customers') }}

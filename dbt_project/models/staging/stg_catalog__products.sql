@@ -1,2 +1,2 @@
 select product_id, product_name, unit, aggregation
-from {{ source('raw', 'catalog_products') }}
+from {{ source('catalog', 'products') }}

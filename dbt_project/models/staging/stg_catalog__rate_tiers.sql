@@ -5,4 +5,4 @@ select
     cast(up_to as {{ quantity_type() }}) as up_to,
     cast(unit_price as {{ price_type() }}) as unit_price,
     cast(flat_fee as {{ fee_type() }}) as flat_fee
-from {{ source('raw', 'catalog_rate_tiers') }}
+from {{ source('catalog', 'rate_tiers') }}

@@ -14,4 +14,4 @@ select
     cast(package_size as bigint) as package_size,
     cast(package_price as {{ price_type() }}) as package_price,
     cast(flat_amount as {{ fee_type() }}) as flat_amount
-from {{ source('raw', 'catalog_rates') }}
+from {{ source('catalog', 'rates') }}

@@ -12,4 +12,4 @@ select
     rows_duplicate,
     error,
     loaded_at
-from {{ source('raw', 'landed_files') }}
+from {{ source('ingest', 'landed_files') }}

@@ -7,4 +7,4 @@ select
     occurred_at,
     file_id,
     row_number as file_row_number{{ event_partition_column() }}
-from {{ source('raw', 'events') }}
+from {{ source('usage', 'events') }}
