@@ -47,16 +47,15 @@
     {{ return(day - modules.datetime.timedelta(days=2) if which == 'start' else day + modules.datetime.timedelta(days=2)) }}
 {%- endmacro %}
 
-{# Pre-hook of period-scoped tables: a rerun replaces the period, never appends to it. #}
-{% macro delete_current_period() -%}
-    {{ return(adapter.dispatch('delete_current_period')()) }}
-{%- endmacro %}
-
-{% macro default__delete_current_period() -%}
-    {%- if is_incremental() -%}
-        delete from {{ this }} where period = {{ period_key() }}
-    {%- endif -%}
-{%- endmacro %}
-
-{#- Spark: the period is a partition, replaced whole by the insert_overwrite strategy (dbt_project.yml). -#}
-{% macro spark__delete_current_period() %}{% endmacro %}
+{#
+  Incremental strategy of the period-scoped tables on DuckDB and PostgreSQL (dbt_project.yml;
+  Spark's is insert_overwrite of the period's partition): the run's rows replace the table's rows of
+  the run's period, in the model's transaction. dbt's stock delete+insert (unique_key period) deletes
+  only the periods its new rows carry, so a period whose new result is empty (a catalog that no
+  longer prices it, unrated usage that is now priced) would keep its old rows
+  (tests/test_period_reruns.py). This is that strategy keyed by the run's period instead.
+#}
+{% macro get_incremental_replace_period_sql(arg_dict) %}
+    delete from {{ arg_dict['target_relation'] }} where period = {{ period_key() }};
+    {{ get_incremental_append_sql(arg_dict) }}
+{% endmacro %}
