@@ -203,8 +203,9 @@ def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None,
     _print(f"findings: {findings} row(s) in marts.quality_findings for {period.key}")
     _print("warehouse: ", warehouse.describe())
     # soft_wrap: the queries stay on one line, ready to copy
-    _print("try: ", ("SELECT billing_account_id, customer_name, currency, total, is_finalizable "
-                     f"FROM marts.fct_invoices WHERE period = '{period.key}' ORDER BY total DESC;", "cyan"),
+    _print("try: ", ("SELECT i.billing_account_id, c.customer_name, i.currency, i.total, i.is_finalizable "
+                     "FROM marts.fct_invoices i JOIN marts.dim_customers c ON c.customer_id = i.billing_account_id "
+                     f"WHERE i.period = '{period.key}' ORDER BY i.total DESC;", "cyan"),
            soft_wrap=True)
     _print("and: ", ("SELECT check_name, severity, customer_id, line_id, file_id, detail "
                      f"FROM marts.quality_findings WHERE period = '{period.key}' ORDER BY check_name, customer_id;",

@@ -15,12 +15,13 @@ from core.money import round_money
 from warehouse.store import Tx
 
 LINE_SELECT = """
-SELECT l.period, l.line_id, l.invoice_id, l.billing_account_id, i.customer_name, l.currency, l.line_type,
+SELECT l.period, l.line_id, l.invoice_id, l.billing_account_id, c.customer_name, l.currency, l.line_type,
        l.product_id, l.usage_rollup_id, l.rate_id, l.rate_level, l.contract_id, l.pricing_model, l.segment_start, l.segment_end,
        l.segment_days, l.event_count, l.quantity, l.included_units, l.billable_quantity, l.amount_unrounded,
        l.amount, i.total AS invoice_total, i.status AS invoice_status, i.is_finalizable
 FROM marts.fct_invoice_lines l
-JOIN marts.fct_invoices i ON i.invoice_id = l.invoice_id AND i.period = l.period"""
+JOIN marts.fct_invoices i ON i.invoice_id = l.invoice_id AND i.period = l.period
+LEFT JOIN marts.dim_customers c ON c.customer_id = l.billing_account_id"""
 LINE_SQL = LINE_SELECT + "\nWHERE l.line_id = ?"
 
 TIERS_COLUMNS = "tier_number, units, unit_price, flat_fee, amount_unrounded"

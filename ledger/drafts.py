@@ -54,7 +54,7 @@ class Draft:
     period_start: Any
     period_end: Any
     billing_account_id: str
-    customer_name: str
+    customer_name: str | None        # marts.dim_customers; None once the account left the catalog
     currency: str
     total: Decimal
     is_finalizable: bool
@@ -95,12 +95,14 @@ def load_drafts(tx: Tx, period: str, *, invoice_id: str | None = None, billing_a
     if billing_account_id:
         where.append("billing_account_id = ?")
         params.append(billing_account_id)
-    # status and number from the ledger as it is now (the mart's copy is as of the period's last run)
-    columns = ", ".join(c for c in INVOICE_COLUMNS if c not in ("status", "invoice_number"))
-    rows = tx.fetchall(f"SELECT {columns} FROM marts.fct_invoices WHERE {' AND '.join(where)} "
-                       "ORDER BY billing_account_id, currency", params)
-    drafts = [Draft(**dict(zip([c for c in INVOICE_COLUMNS if c not in ("status", "invoice_number")], row,
-                               strict=True)), status="draft", invoice_number=None) for row in rows]
+    # status and number from the ledger as it is now (the mart's copy is as of the period's last run);
+    # the name from the catalog's customers (None for an account no longer in the catalog)
+    names = [c for c in INVOICE_COLUMNS if c not in ("status", "invoice_number")]
+    columns = ", ".join("c.customer_name" if c == "customer_name" else f"i.{c}" for c in names)
+    rows = tx.fetchall(f"SELECT {columns} FROM marts.fct_invoices AS i LEFT JOIN marts.dim_customers AS c "
+                       f"ON c.customer_id = i.billing_account_id WHERE {' AND '.join('i.' + w for w in where)} "
+                       "ORDER BY i.billing_account_id, i.currency", params)
+    drafts = [Draft(**dict(zip(names, row, strict=True)), status="draft", invoice_number=None) for row in rows]
     issued: dict[str, list[tuple[str, bool]]] = {}
     for invoice_id, number, void in tx.fetchall(
             "SELECT i.invoice_id, i.invoice_number, v.invoice_number IS NOT NULL FROM ledger.invoices i LEFT JOIN "

@@ -47,12 +47,14 @@ _ISSUED = f"""
     WHERE i.period = ?
     ORDER BY i.series, i.sequence_number, i.invoice_number
 """
-# Drafts of the period that were never issued (the marts are dbt's; absent before the first run).
+# Drafts of the period that were never issued (the marts are dbt's; absent before the first run), named
+# by the catalog's customers.
 _DRAFTS = f"""
     SELECT 'draft', NULL, d.invoice_id, d.period, d.period_start, d.period_end, d.billing_account_id,
-           d.customer_name, d.currency, NULL, d.total, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           c.customer_name, d.currency, NULL, d.total, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            d.is_finalizable, NULL, NULL, NULL
     FROM marts.fct_invoices AS d
+    LEFT JOIN marts.dim_customers AS c ON c.customer_id = d.billing_account_id
     WHERE d.period = ?
       AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.invoices AS i WHERE i.invoice_id = d.invoice_id)
     ORDER BY d.billing_account_id, d.currency, d.invoice_id

@@ -160,6 +160,9 @@ class Lifecycle:
     def _gate(self, draft: Draft, facts: _Facts) -> list[str]:
         """What stops this draft from being issued, apart from approvals."""
         needs, run = [], facts.run
+        if draft.customer_name is None:
+            needs.append(f"{draft.billing_account_id} is not a customer of the catalog any more (marts.dim_customers): "
+                         "an invoice names its buyer; put it back in the catalog and run the month again")
         if not draft.is_finalizable:
             needs.append(f"{draft.unrated_usage_count} unrated usage group(s) of {draft.billing_account_id} "
                          "(marts.fct_unrated_usage): fix the catalog or the usage and run the month again")

@@ -74,18 +74,22 @@ def fill_ledger(warehouse: Warehouse, *, with_marts: bool) -> None:
         tx.execute(CREDIT_NOTE, ["CN-2026-000002", 2, "INV-2026-000004", "C1", "USD", "0", "duplicate", None,
                                  "2026-12-02", "2026-12-02 12:00:00+00", "f" * 64])
         tx.execute(CREDIT_LINE, ["CN-2026-000002", 1, "INV-2026-000004", 1, None, "0"])
-        if with_marts:  # the columns of dbt's marts.fct_invoices that the export reads
+        if with_marts:  # the columns of dbt's marts.fct_invoices and marts.dim_customers that the export reads
             tx.execute("CREATE SCHEMA IF NOT EXISTS marts")
             tx.execute("CREATE TABLE marts.fct_invoices (period VARCHAR, invoice_id VARCHAR, "
-                       "billing_account_id VARCHAR, customer_name VARCHAR, currency VARCHAR, period_start DATE, "
+                       "billing_account_id VARCHAR, currency VARCHAR, period_start DATE, "
                        "period_end DATE, line_count BIGINT, total DECIMAL(38, 3), unrated_usage_count BIGINT, "
                        "is_finalizable BOOLEAN, status VARCHAR)")
-            for row in [("2026-10", "inv-oct-c1", "C1", "Northwind", "USD", "2529.630", True),
-                        ("2026-10", "inv-oct-c2", "C2", "Kyoto", "JPY", "118000.000", True),
-                        ("2026-10", "inv-oct-c3", "C3", "Contoso", "EUR", "0.000", False),
-                        ("2026-11", "inv-nov-c3", "C3", "Contoso", "EUR", "9.000", True)]:
-                tx.execute("INSERT INTO marts.fct_invoices VALUES (?, ?, ?, ?, ?, '2026-10-01', '2026-11-01', 1, ?, "
+            for row in [("2026-10", "inv-oct-c1", "C1", "USD", "2529.630", True),
+                        ("2026-10", "inv-oct-c2", "C2", "JPY", "118000.000", True),
+                        ("2026-10", "inv-oct-c3", "C3", "EUR", "0.000", False),
+                        ("2026-11", "inv-nov-c3", "C3", "EUR", "9.000", True)]:
+                tx.execute("INSERT INTO marts.fct_invoices VALUES (?, ?, ?, ?, '2026-10-01', '2026-11-01', 1, ?, "
                            "0, ?, 'draft')", list(row))
+            # the catalog now: C2 renamed since its invoices were issued
+            tx.execute("CREATE TABLE marts.dim_customers (customer_id VARCHAR, customer_name VARCHAR)")
+            for row in [("C1", "Northwind"), ("C2", "Kyoto Keiki (renamed)"), ("C3", "Contoso")]:
+                tx.execute("INSERT INTO marts.dim_customers VALUES (?, ?)", list(row))
 
 
 def read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -120,6 +124,8 @@ def check_october(folder: Path, paths: list[Path], *, with_marts: bool) -> None:
         draft = invoices[3]
         assert (draft["total"], draft["subtotal"], draft["is_finalizable"], draft["currency"]) == (
             "0.000", "", "false", "EUR")
+        # a draft is named by the catalog (dim_customers); an issued invoice by what it was issued with
+        assert draft["customer_name"] == "Contoso"
 
     header, lines = read(paths[1])
     assert header == LINE_COLUMNS

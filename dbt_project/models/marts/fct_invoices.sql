@@ -3,6 +3,7 @@
   rounded lines. An invoice is finalizable only when none of its account's usage is unrated.
   The ledger says what became of it: `status` is draft, issued or void, with the number and the
   total as issued (which never change; the draft beside them may, when the period is re-rated).
+  The account's name and terms are in dim_customers (billing_account_id = customer_id).
 -#}
 
 with lines as (
@@ -48,7 +49,6 @@ select
     cast({{ period_key() }} as {{ string_type() }}) as period,
     cast(l.invoice_id as {{ string_type() }}) as invoice_id,
     cast(l.billing_account_id as {{ string_type() }}) as billing_account_id,
-    cast(c.customer_name as {{ string_type() }}) as customer_name,
     cast(l.currency as {{ string_type() }}) as currency,
     cast({{ period_start_date() }} as date) as period_start,
     cast({{ period_end_date() }} as date) as period_end,
@@ -61,6 +61,5 @@ select
     cast(iss.invoice_number as {{ string_type() }}) as invoice_number,
     cast(iss.issued_total as {{ money_type() }}) as issued_total
 from lines as l
-inner join {{ ref('stg_catalog__customers') }} as c on c.customer_id = l.billing_account_id
 left join unrated as u on u.billing_account_id = l.billing_account_id
 left join issued as iss on iss.invoice_id = l.invoice_id

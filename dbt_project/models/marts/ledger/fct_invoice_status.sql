@@ -21,7 +21,6 @@ select
     cast(f.period as {{ string_type() }}) as period,
     cast(f.invoice_id as {{ string_type() }}) as invoice_id,
     cast(f.billing_account_id as {{ string_type() }}) as billing_account_id,
-    cast(f.customer_name as {{ string_type() }}) as customer_name,
     cast(f.currency as {{ string_type() }}) as currency,
     cast(f.total as {{ ledger_money_type() }}) as draft_total,
     cast(f.is_finalizable as boolean) as is_finalizable,
