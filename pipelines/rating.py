@@ -35,6 +35,9 @@ class BillingTranslator(DagsterDbtTranslator):
 
 @dbt_assets(
     manifest=dbt_project.manifest_path,
+    # a month builds the models and data tests; the unit tests (SQL, not data) run in `make test`,
+    # as with `billing run` (dbt_project/selectors.yml)
+    exclude="test_type:unit",
     dagster_dbt_translator=BillingTranslator(),
     partitions_def=billing_months,
     backfill_policy=dg.BackfillPolicy.single_run(),
