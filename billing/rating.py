@@ -231,7 +231,7 @@ def run_on_spark(settings: Settings, period: Period, command: str = "build", ext
     copy_back(warehouse, folder, period, [t for t in tables if (t.schema, t.name) in built])
     lap("copy back")
     if command == "build":
-        # dbt's tests (unit tests of the pricing SQL, keys, relationships) on what finance reads: the
+        # dbt's data tests (keys, grains, relationships; unit tests run in `make test`) on what finance reads: the
         # period copied back into the warehouse (on Spark each is a job of seconds; here milliseconds).
         nodes += _invoke(on_duckdb, period, "test", list(extra))
         lap("dbt tests")
