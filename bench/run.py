@@ -358,6 +358,23 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
     m.figure.note = inputs.describe()
     stages.append(m.figure)
 
+    # dbt's parse of the project, kept from an earlier run in a warehouse billed before (billing/rating.py
+    # keeps one per content of the project): timed apart, paid by the first run after the project changed.
+    # In a process of its own, as an earlier run was: the rate stage below still pays dbt's import.
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BILLING_")}
+    env.update({"BILLING_HOME": str(home), "BILLING_CONFIG": str(config),
+                "DBT_TARGET_PATH": str(home / "dbt-target"), "DBT_LOG_PATH": str(home / "dbt-logs")})
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from billing.rating import keep_parse; from core.config import "
+                    f"load_settings; from core.periods import month_window; keep_parse(load_settings(), "
+                    f"month_window('{summary.months[0]}'))"], env=env, check=True, timeout=900)
+    parse = Figure("dbt import + parse, kept", time.perf_counter() - began, 0.0, None, None, None,
+                   "not a stage, a process of its own: what the first run after a change of the dbt project "
+                   "(or a new install) pays once; later runs, any month, reuse the kept parse")
+    result.extra.append(parse)
+
     with measure("rate", events=in_month) as m, _dbt_in(home):
         began = time.perf_counter()
         import dbt.cli.main  # noqa: F401  (timed apart: a `billing run` process pays it once too)
@@ -367,7 +384,7 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
     build = _dbt_build_seconds(home)
     m.figure.note = f"dbt build {period.key}: import {dbt_import:.1f} s"
     if build is not None:
-        m.figure.note += f" + parse/startup {m.figure.seconds - dbt_import - build:.1f} s"
+        m.figure.note += f" + startup {m.figure.seconds - dbt_import - build:.1f} s (parse kept)"
         m.figure.note += f" + {len(nodes)} nodes {build:.1f} s"
     else:
         m.figure.note += f"; {len(nodes)} nodes"
