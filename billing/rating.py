@@ -203,7 +203,14 @@ def run_on_spark(settings: Settings, period: Period, command: str = "build", ext
     import time
     from dataclasses import replace
 
-    from warehouse.spark import copy_back, export_raw, model_tables, seed_history, source_tables
+    from warehouse.spark import (
+        copy_back,
+        export_raw,
+        keep_profile_ansi_mode,
+        model_tables,
+        seed_history,
+        source_tables,
+    )
 
     try:
         import pyspark  # noqa: F401
@@ -212,6 +219,7 @@ def run_on_spark(settings: Settings, period: Period, command: str = "build", ext
                            "(or `pip install 'billing-warehouse[spark]'`)") from exc
     if command not in ("build", "run"):
         raise ValueError(f"the spark engine runs dbt build or run, not {command}")
+    keep_profile_ansi_mode()  # an overflow on Spark is an error, never a NULL amount
     timings = {} if timings is None else timings
     clock = time.perf_counter()
 

@@ -23,7 +23,9 @@ import pytest
 from test_precision import limits_scenario
 
 from billing import runner
+from billing.rating import RatingFailed
 from core.config import Settings, load_settings
+from core.money import QUANTITY
 from core.periods import Period, month_window
 from warehouse.spark import EVENTS, PARTITION_COLUMN, Table, export_days, raw_dir
 
@@ -295,3 +297,20 @@ def test_amounts_at_the_catalogs_limits_are_exact_on_spark(tmp_path_factory):
     for engine, (_, outcomes) in runs.items():
         assert [(o.name, o.summary) for o in outcomes if not o.passed] == [], engine
     assert outcomes_of(runs["spark"][1]) == outcomes_of(runs["duckdb"][1])
+
+
+def test_a_month_beyond_the_limits_stops_the_rating_on_spark_not_a_null_amount(tmp_path_factory):
+    """Spark runs in ANSI mode (profiles.yml; dbt-spark switches it off unless warehouse/spark.py
+    keeps it): a value too large for its decimal type is an error, as on DuckDB, never a NULL."""
+    largest = QUANTITY.largest
+    catalog = """
+products:
+  - code: X
+    prices: [{currency: USD, model: per_unit, unit_price: "1"}]
+customers:
+  - {id: BIG, currency: USD}
+"""
+    usage = ("event_id,customer_id,product_id,quantity,occurred_at\n"
+             f"a,BIG,X,{largest},2025-03-05T00:00:00Z\nb,BIG,X,{largest},2025-03-06T00:00:00Z\n")
+    with pytest.raises(RatingFailed, match=r"cannot be represented as Decimal\(19, 9\)"):
+        bill_scenario(tmp_path_factory, "overflow", catalog, usage, [month_window("2025-03")], "spark")

@@ -205,6 +205,31 @@ def seed_history(warehouse: Warehouse, spark_dir: Path, period: Period, tables: 
     return has
 
 
+ANSI = "spark.sql.ansi.enabled"
+
+
+def keep_profile_ansi_mode() -> None:
+    """Let profiles.yml's spark.sql.ansi.enabled stand (true: a decimal that overflows is an error).
+
+    dbt-spark (1.11) overwrites it with "false" in SparkCredentials.__post_init__, and its session
+    method applies its parameters to the session before every statement: a value too large for its
+    decimal type became a NULL amount, silently. Called before dbt runs on Spark; idempotent."""
+    from dbt.adapters.spark.connections import SparkCredentials
+
+    original = SparkCredentials.__post_init__
+    if getattr(original, "keeps_profile_ansi_mode", False):
+        return
+
+    def __post_init__(self) -> None:
+        wanted = (self.server_side_parameters or {}).get(ANSI)
+        original(self)
+        if wanted is not None:
+            self.server_side_parameters[ANSI] = str(wanted).lower()
+
+    __post_init__.keeps_profile_ansi_mode = True  # type: ignore[attr-defined]
+    SparkCredentials.__post_init__ = __post_init__  # type: ignore[method-assign]
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
