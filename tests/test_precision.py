@@ -181,6 +181,8 @@ products:
     prices: [{{currency: USD, model: flat_fee, amount: "{fee}"}}]
 customers:
   - {{id: BIG, currency: USD}}
+contracts:  # the lines' subtotal, above 2 x 10^16, is compared with the largest commitment: no true-up
+  - {{id: CT-BIG, customer: BIG, currency: USD, effective_from: 2025-01-01, minimum_commitment: "{fee}"}}
 account_products:
   - {{id: AP-FEE, customer: BIG, product: FEE, effective_from: 2025-03-11}}
 """

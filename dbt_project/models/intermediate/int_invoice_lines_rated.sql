@@ -135,7 +135,9 @@ true_ups as (
     from commitments as m
     inner join {{ ref('stg_catalog__currencies') }} as cur on cur.currency = m.currency
     left join (
-        select billing_account_id, currency, cast(sum(amount) as {{ amount_type() }}) as subtotal
+        {#- a sum of rounded amounts, as wide as money: an invoice's lines at the limits add up past
+            the 16 whole digits of amount_type -#}
+        select billing_account_id, currency, cast(sum(amount) as {{ money_type() }}) as subtotal
         from usage_lines
         group by billing_account_id, currency
     ) as u on u.billing_account_id = m.billing_account_id and u.currency = m.currency
