@@ -115,9 +115,12 @@ def run_month(settings: Settings, month: str, expectations: bool = False, force:
 def bill_month(settings: Settings, month: str, expectations: bool = False, force: bool = False) -> list:
     """Bill one month end to end and print the summary; returns every check's outcome (and the suites').
 
-    After collecting and normalizing, the month's inputs (billing/month_inputs.py) are compared with those
-    of its latest rating run: when none changed, rating and checking are skipped (unless `force`) and
-    that run's outcomes are returned."""
+    The stages are billing/runner.py's, the ones the Dagster jobs run: collect_sources (catalog, collect,
+    normalize), then billing_month (compare inputs, rate, check and record the rating run). After
+    collecting and normalizing, the month's inputs (billing/month_inputs.py) are compared with those of
+    its latest rating run: when none changed, rating and checking are skipped (unless `force`) and that
+    run's outcomes are returned. With DAGSTER_HOME set, the month is then reported to that Dagster
+    instance (pipelines/report.py)."""
     import uuid
 
     period = month_window(month)
@@ -145,14 +148,32 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
         with _stage("rate (dbt build)"):
             runner.rate(settings, period)
         with _stage("check"):
-            outcomes = runner.check(settings, warehouse, period, run_id)
-            runner.record_rating_run(settings, warehouse, period, outcomes, run_id, inputs=inputs.inputs)
+            outcomes = runner.check_month(settings, warehouse, period, run_id, inputs=inputs.inputs)
     suites = None
     if expectations:
         with _stage("expectations (Great Expectations suites)"):
             suites = runner.expectations(settings, warehouse, period, run_id)
     summarize(settings, warehouse, period, landed, loads, outcomes, suites, run_id)
-    return [*outcomes, *(done.outcome for done in suites or [])]
+    checked = [*outcomes, *(done.outcome for done in suites or [])]
+    report_to_dagster(settings, period, run_id, checked)
+    return checked
+
+
+def report_to_dagster(settings: Settings, period, run_id: str, outcomes: list) -> None:
+    """With DAGSTER_HOME set, report the billed month to that Dagster instance, so its UI shows it."""
+    import os
+
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    import dagster as dg
+
+    from collectors.sources import load_sources
+    from pipelines.report import report_month
+
+    with dg.DagsterInstance.get() as instance:
+        count = report_month(instance, settings, period, run_id, list(load_sources(settings.sources)), outcomes)
+    _print(f"reported to Dagster ({os.environ['DAGSTER_HOME']}): {count} asset materialization(s) and "
+           f"{len(outcomes)} check evaluation(s) of {period.key}, tagged billing/run_id={run_id}")
 
 
 def summarize(settings, warehouse, period, landed, loads, outcomes, suites=None, run_id=None) -> None:

@@ -1,7 +1,9 @@
 """Run a billing month, stage by stage, without Dagster (the CLI, the benchmark and tests use it).
 
-Dagster's assets in `pipelines/` call the same stage functions, so both paths bill identically.
-Stages: prepare -> catalog -> collect -> normalize -> rate (dbt) -> check (-> expectations, if asked).
+Dagster's assets in `pipelines/` call the same stage functions, so both paths bill identically:
+`billing run` and the Dagster jobs differ only in who calls them.
+Stages: prepare -> catalog -> collect -> normalize (Dagster: the `collect_sources` job) -> rate (dbt)
+-> check and record the rating run (Dagster: the partitioned `billing_month` job) -> expectations, if asked.
 """
 
 from __future__ import annotations
@@ -120,6 +122,15 @@ def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str 
     from quality.checks import run_checks
 
     return run_checks(warehouse, period, run_id=run_id, anomaly_factor=settings.anomaly_factor)
+
+
+def check_month(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None, inputs=None):
+    """The step after rating, in `billing run` and in the Dagster month job (`ledger/rating_run`): run the
+    checks and record the rating run (the drafts and blocking findings that issuing checks against, and
+    the `inputs` it was rated from, if given)."""
+    outcomes = check(settings, warehouse, period, run_id)
+    record_rating_run(settings, warehouse, period, outcomes, run_id, inputs=inputs)
+    return outcomes
 
 
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,

@@ -1,19 +1,20 @@
 """Quality checks as Dagster asset checks (logic: quality/checks.py and quality/expectations.py).
 
 - `quality_checks`: the checks of quality/checks.py (unrated_usage, ..., anomalies), on marts/fct_invoices;
-- `expectation_checks`: the Great Expectations suites, `events_expectations` on raw/events and
-  `invoice_expectations` on marts/fct_invoices;
+- `expectation_checks`: the Great Expectations suites, `events_expectations` on the month's events
+  (staging/stg_usage__events, the month's view of raw.events) and `invoice_expectations` on marts/fct_invoices;
 - `asset_checks`: both lists, what definitions.py registers.
+
+Every check is partitioned like its asset: it checks the month it is run for (`context.partition_key`).
 """
 
 import dagster as dg
 
-from core.config import load_settings
 from quality import checks as q
 from quality.findings import write_findings
-from warehouse.store import open_warehouse
 
-from .partitions import period_of
+from .partitions import billing_months, period_of
+from .resources import BillingResource
 
 FCT_INVOICES = dg.AssetKey(["marts", "fct_invoices"])
 
@@ -30,14 +31,14 @@ def _result(outcome: q.CheckOutcome) -> dg.AssetCheckResult:
 def _make(check_fn) -> dg.AssetChecksDefinition:
     # Not Dagster-blocking yet: nothing downstream of the marts to hold back until invoices are
     # finalized as their own asset. Severity ERROR marks the checks that will block finalization.
-    @dg.asset_check(asset=FCT_INVOICES, name=check_fn.__name__, description=check_fn.__doc__)
-    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        period = period_of(context.run.tags.get("dagster/partition") or "")
-        settings = load_settings()
-        warehouse = open_warehouse(settings)
+    @dg.asset_check(asset=FCT_INVOICES, name=check_fn.__name__, description=check_fn.__doc__,
+                    partitions_def=billing_months)
+    def _check(context: dg.AssetCheckExecutionContext, billing: BillingResource) -> dg.AssetCheckResult:
+        period = period_of(context.partition_key)
+        warehouse = billing.open_warehouse()
         with warehouse.transaction() as tx:
             # by the warehouse's catalog, the one dbt priced with
-            outcome = q.configured(check_fn, settings.anomaly_factor)(tx, period)
+            outcome = q.configured(check_fn, billing.settings().anomaly_factor)(tx, period)
         # Every finding also lands in marts.quality_findings, replacing this check's rows for the period.
         write_findings(warehouse, [outcome], period.key, context.run.run_id)
         return _result(outcome)
@@ -50,27 +51,20 @@ quality_checks = [_make(fn) for fn in q.CHECKS]
 
 # --- Great Expectations suites (quality/expectations.py) ---------------------------------------------
 
-RAW_EVENTS = dg.AssetKey(["raw", "events"])
+# raw/events is not partitioned (the collect job loads whatever arrives); the month's events are checked
+# on the month's view of them, which the month job builds.
+MONTH_EVENTS = dg.AssetKey(["staging", "stg_usage__events"])
 
 
-def _check_period(context: dg.AssetCheckExecutionContext):
-    """The run's month; a run without a partition (a sensor's collect run) checks the current UTC month."""
-    from datetime import UTC, datetime
-
-    from core.periods import month_window
-
-    partition = context.run.tags.get("dagster/partition")
-    return period_of(partition) if partition else month_window(datetime.now(UTC).date())
-
-
-def _expectations_result(name: str, context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    """Run the suites of the check `name` (quality.expectations.CHECK_SUITES) on the run's month."""
+def _expectations_result(name: str, context: dg.AssetCheckExecutionContext,
+                         billing: BillingResource) -> dg.AssetCheckResult:
+    """Run the suites of the check `name` (quality.expectations.CHECK_SUITES) on the check's month."""
     from quality import expectations as gxq
 
-    period = _check_period(context)
-    settings = load_settings()
+    period = period_of(context.partition_key)
+    settings = billing.settings()
     # Failures also land in marts.quality_findings, replacing this check's rows for the period.
-    [done] = gxq.run_checks(open_warehouse(settings), period, settings.home, context.run.run_id, [name])
+    [done] = gxq.run_checks(billing.open_warehouse(), period, settings.home, context.run.run_id, [name])
     results, passed, summary = done.results, done.outcome.passed, done.outcome.summary
     failed = [{"suite": r.suite, "table": r.table, "expectation": f["expectation"],
                "unexpected_count": f["unexpected_count"], "observed_value": f["observed_value"],
@@ -96,23 +90,23 @@ def _expectations_result(name: str, context: dg.AssetCheckExecutionContext) -> d
                                metadata=metadata)
 
 
-@dg.asset_check(asset=RAW_EVENTS, name="events_expectations")
-def events_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+@dg.asset_check(asset=MONTH_EVENTS, name="events_expectations", partitions_def=billing_months)
+def events_expectations(context: dg.AssetCheckExecutionContext, billing: BillingResource) -> dg.AssetCheckResult:
     """Great Expectations suite `raw_events` on the month's normalized events: columns and types (quantity
     an exact Decimal, timestamps), no nulls, (source, event_id) and (file_id, row_number) unique,
     quantity >= 0, row numbers from 1, file ids that are sha256 digests. Result JSON under
     <BILLING_HOME>/quality/validations/<period>/<run_id>/."""
-    return _expectations_result("events_expectations", context)
+    return _expectations_result("events_expectations", context, billing)
 
 
-@dg.asset_check(asset=FCT_INVOICES, name="invoice_expectations")
-def invoice_expectations(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+@dg.asset_check(asset=FCT_INVOICES, name="invoice_expectations", partitions_def=billing_months)
+def invoice_expectations(context: dg.AssetCheckExecutionContext, billing: BillingResource) -> dg.AssetCheckResult:
     """Great Expectations suites on the month's invoice marts (fct_invoices, fct_invoice_lines,
     fct_invoice_line_tiers): unique invoice_id, line_id and (line_id, tier_number); every line on one of
     the month's invoices; ISO 4217 currencies, known statuses, rate levels, line types and pricing
     models; decimals never negative; each amount = its unrounded amount rounded once to the currency's
     minor unit. Result JSON under <BILLING_HOME>/quality/validations/<period>/<run_id>/."""
-    return _expectations_result("invoice_expectations", context)
+    return _expectations_result("invoice_expectations", context, billing)
 
 
 expectation_checks = [events_expectations, invoice_expectations]

@@ -1,8 +1,16 @@
-"""The one Dagster code location: `workspace.yaml` loads `defs` from here.
+"""The one Dagster code location: `workspace.yaml` (and `dg`, pyproject's [tool.dg]) loads `defs` from here.
 
-Importing this module reads the dbt manifest (built by `make setup` / `dbt parse`) and the sources
-file, if the config names one (`sources:` / `$BILLING_SOURCES`: each source becomes an asset
-`sources/<name>` and gets a sensor); nothing else.
+Importing this module reads the settings once (core/config.py: billing.yaml and the environment), the
+dbt manifest (built by `make setup` / `dbt parse`) and the sources file, if the config names one
+(`sources:` / `$BILLING_SOURCES`: each source becomes an asset `sources/<name>` and gets a sensor);
+nothing else. The settings reach every asset, check and sensor as the `billing` resource.
+
+Two jobs bill:
+- `collect_sources` (not partitioned): collect every source, normalize, load the catalog; the sensors
+  request it for the source they saw change;
+- `billing_month` (monthly partitions): rate the month from what is in the warehouse, check it, record
+  the rating run and issue what needs no person; the schedule runs it for the month just ended, and a
+  backfill of past months never re-collects or reloads anything.
 """
 
 import dagster as dg
@@ -13,14 +21,16 @@ from core.config import Settings, load_settings
 from .checks import asset_checks
 from .ingest import DEFAULT_SOURCE, build_landed_files, build_source_asset, catalog, raw_events
 from .ledger import issue_invoices_job, issued_invoices, ledger_tables, rating_run
-from .rating import billing_dbt_models, dbt_resource
+from .rating import billing_dbt_models
+from .resources import BillingResource
 from .sensors import build_collect_job, build_sensors
 
 billing_month_job = dg.define_asset_job(
     "billing_month",
-    selection=dg.AssetSelection.all(),
-    description="Collect, normalize, load the catalog, rate and check one billing month, then issue what "
-                "may be issued without a person (docs/lifecycle.md).",
+    selection=dg.AssetSelection.assets(billing_dbt_models, rating_run, issued_invoices),
+    description="Rate one billing month from what is already in the warehouse (the events and catalog the "
+                "collect_sources job loaded), check it, record the rating run, then issue what may be issued "
+                "without a person (docs/lifecycle.md). Nothing is collected or reloaded.",
 )
 
 # On the 1st of each month at 02:00 UTC, bill the month that just ended.
@@ -40,8 +50,8 @@ def build_defs(settings: Settings | None = None) -> dg.Definitions:
         asset_checks=asset_checks,
         jobs=[billing_month_job, collect_job, issue_invoices_job],
         schedules=[month_end_schedule],
-        sensors=build_sensors(sources, collect_job),
-        resources={"dbt": dbt_resource()},
+        sensors=build_sensors(sources, collect_job, settings),
+        resources={"billing": BillingResource.from_settings(settings)},
         # DuckDB allows one writer per file: run a month's steps one after another, in one process.
         executor=dg.in_process_executor,
     )

@@ -13,8 +13,9 @@ import dagster as dg
 from billing import runner
 from collectors import registry
 from collectors.sources import DEFAULT_SOURCE, SourceConfig, load_sources
-from core.config import load_settings
 from warehouse.schema import CATALOG_RECEIPTS, CATALOG_TABLES
+
+from .resources import BillingResource
 
 # DEFAULT_SOURCE, the always-present upload source (the config's inbox), is collected by raw/landed_files.
 EVENT_TABLES = ("events", "quarantine", "duplicates")
@@ -49,8 +50,8 @@ def build_source_asset(source: SourceConfig) -> dg.AssetsDefinition:
 
     @dg.asset(key=source_key(name), group_name="sources", kinds={"python", source.kind},
               description=describe_source(source))
-    def _collect(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        settings = load_settings()
+    def _collect(context: dg.AssetExecutionContext, billing: BillingResource) -> dg.MaterializeResult:
+        settings = billing.settings()
         landed = runner.collect(settings, runner.prepare(settings), context.log.info, only=[name])
         return dg.MaterializeResult(metadata={
             "source": name,
@@ -72,10 +73,10 @@ def build_source_asset(source: SourceConfig) -> dg.AssetsDefinition:
                                 "carries the file's catalog_sha256.")
        for t in CATALOG_TABLES],
 )
-def catalog(context: dg.AssetExecutionContext):
+def catalog(context: dg.AssetExecutionContext, billing: BillingResource):
     """The commercial catalog (customers, products, contracts, prices) validated, kept in the landing zone by
     sha256 and loaded into raw.catalog_*; the same file loaded again changes nothing."""
-    settings = load_settings()
+    settings = billing.settings()
     load = runner.load_catalog_stage(settings, runner.prepare(settings))
     about = {"catalog_file": str(settings.catalog), "catalog_sha256": load.sha256, "changed": load.changed}
     yield dg.MaterializeResult(asset_key=raw(CATALOG_RECEIPTS), metadata=about)
@@ -89,13 +90,13 @@ def build_landed_files(source_names: Iterable[str] = ()) -> dg.AssetsDefinition:
 
     @dg.asset(key=raw("landed_files"), group_name="ingest", kinds={"python"},
               deps=[source_key(name) for name in source_names])
-    def landed_files(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def landed_files(context: dg.AssetExecutionContext, billing: BillingResource) -> dg.MaterializeResult:
         """Every file received, kept as received in the content-addressed landing zone, with the manifest.
 
         Collects the upload inbox here; each configured source lands its files through its own
         `sources/<name>` asset upstream.
         """
-        settings = load_settings()
+        settings = billing.settings()
         landed = runner.collect(settings, runner.prepare(settings), context.log.info, only=[DEFAULT_SOURCE])
         return dg.MaterializeResult(metadata={
             "files_received": len(landed),
@@ -119,9 +120,9 @@ landed_files = build_landed_files()
                      description="Rows repeating an event already loaded, with the event they repeat."),
     ],
 )
-def raw_events(context: dg.AssetExecutionContext):
+def raw_events(context: dg.AssetExecutionContext, billing: BillingResource):
     """Landed files normalized by Polars; per file, rows received = events + quarantined + duplicates."""
-    settings = load_settings()
+    settings = billing.settings()
     loads = runner.normalize(settings, runner.prepare(settings), context.log.info)
     rejected = [f"{item.original_name}: {item.error}" for item in loads if item.status == "rejected"]
     yield dg.MaterializeResult(asset_key=raw("events"), metadata={

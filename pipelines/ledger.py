@@ -4,11 +4,10 @@ the issuing of every issuable draft of the month (docs/lifecycle.md)."""
 
 import dagster as dg
 
-from core.config import load_settings
 from ledger.schema import TABLES
-from warehouse.store import open_warehouse
 
 from .partitions import billing_months, period_of
+from .resources import BillingResource
 
 # Tables dbt reads as the `ledger` source; people write them through the CLI and the review desk.
 LEDGER_SOURCES = ("manual_lines", "invoices", "invoice_lines", "voids", "credit_notes", "credit_note_lines",
@@ -26,37 +25,35 @@ ledger_tables = [
     key=["ledger", "rating_run"],
     deps=[dg.AssetKey(["marts", "fct_invoices"]), dg.AssetKey(["marts", "fct_invoice_line_sources"])],
     partitions_def=billing_months,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     group_name="ledger",
     description="The month's checks, and the record issuing reads: every draft's fingerprint and data "
-                "fingerprint and the run's blocking findings (ledger.rating_runs).",
+                "fingerprint and the run's blocking findings (ledger.rating_runs); what `billing run` does "
+                "after rating (billing/runner.py check_month).",
 )
-def rating_run(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def rating_run(context: dg.AssetExecutionContext, billing: BillingResource) -> dg.MaterializeResult:
     from billing import runner
-    from quality.checks import run_checks
 
     period = period_of(context.partition_key)
-    settings = load_settings()
-    warehouse = open_warehouse(settings)
-    outcomes = run_checks(warehouse, period, run_id=context.run.run_id,  # by the warehouse's catalog
-                          anomaly_factor=settings.anomaly_factor)
-    recorded = runner.record_rating_run(settings, warehouse, period, outcomes, context.run.run_id)
+    outcomes = runner.check_month(billing.settings(), billing.open_warehouse(), period, context.run.run_id)
     blocking = [o.name for o in outcomes if o.blocking and not o.passed]
-    return dg.MaterializeResult(metadata={"rating_run_id": recorded, "blocking_checks_failed": ", ".join(blocking)})
+    return dg.MaterializeResult(metadata={"period": period.key, "blocking_checks_failed": ", ".join(blocking)})
 
 
 @dg.asset(
     key=["ledger", "issued_invoices"],
     deps=[rating_run],
     partitions_def=billing_months,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     group_name="ledger",
     description="Issues every draft of the month that may be issued now: approved under the policy, or of a "
                 "customer that needs no approval (approval.no_approval_customers), as the 'system' actor.",
 )
-def issued_invoices(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def issued_invoices(context: dg.AssetExecutionContext, billing: BillingResource) -> dg.MaterializeResult:
     from ledger.lifecycle import Lifecycle
 
     period = period_of(context.partition_key)
-    lifecycle = Lifecycle(load_settings(), channel="dagster")
+    lifecycle = Lifecycle(billing.settings(), channel="dagster")
     issued, left = lifecycle.issue_period("system", period.key)
     for status in left:
         context.log.info(f"not issued: {status.draft.billing_account_id} ({status.draft.currency} "
@@ -70,6 +67,5 @@ def issued_invoices(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 issue_invoices_job = dg.define_asset_job(
     "issue_invoices",
     selection=dg.AssetSelection.assets(issued_invoices),
-    partitions_def=billing_months,
     description="Issue the month's approved invoices (and those of customers that need no approval).",
 )

@@ -1,18 +1,22 @@
-"""The dbt project as Dagster assets, partitioned by billing month."""
+"""The dbt project as Dagster assets, partitioned by billing month.
 
-import json
-import sys
+The assets come from the dbt manifest (one per model, lineage from the raw tables to the invoice
+marts), and materializing a month rates it exactly as `billing run` does: `runner.rate` (billing/
+rating.py), on DuckDB, PostgreSQL or Spark (export to Parquet, dbt on Spark, copy back). dbt's own
+tests run inside that `dbt build` and fail the step; they are not separate asset checks.
+"""
+
 from collections.abc import Mapping
-from pathlib import Path
+from graphlib import TopologicalSorter
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtProject, dbt_assets
 
-from billing.rating import DBT_PROJECT_DIR, dbt_env, environment
-from core.config import load_settings
+from billing.rating import DBT_PROJECT_DIR
 
 from .partitions import billing_months, period_of
+from .resources import BillingResource
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
@@ -33,29 +37,32 @@ class BillingTranslator(DagsterDbtTranslator):
         return super().get_group_name(dbt_resource_props)
 
 
+translator = BillingTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=False))
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     # a month builds the models and data tests; the unit tests (SQL, not data) run in `make test`,
     # as with `billing run` (dbt_project/selectors.yml)
     exclude="test_type:unit",
-    dagster_dbt_translator=BillingTranslator(),
+    dagster_dbt_translator=translator,
     partitions_def=billing_months,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    # One run per month, like the other assets of the month job: a month's late-usage adjustments read
+    # the months before it, so a backfill rates them one after another.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
 )
-def billing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource):
-    """Staging, rating and invoice marts for one billing month: the month reaches dbt as a half-open window."""
+def billing_dbt_models(context: dg.AssetExecutionContext, billing: BillingResource):
+    """Staging, rating and invoice marts for one billing month, rated by the code `billing run` uses."""
     period = period_of(context.partition_key)
-    settings = load_settings()
-    if settings.engine == "spark":  # the export and the copy back around dbt are not wired here yet
-        raise dg.Failure("BILLING_ENGINE=spark rates with `billing run --month ...` (docs/scale.md); "
-                         "the Dagster job rates on duckdb or postgres")
-    with environment(dbt_env(settings)):
-        args = ["build", "--vars", json.dumps(period.dbt_vars(settings.lifecycle.lookback_periods))]
-        yield from dbt.cli(args, context=context).stream()
-
-
-def dbt_resource() -> DbtCliResource:
-    # The dbt that was installed beside this Python (the project's venv), whatever PATH says.
-    executable = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR),
-                          dbt_executable=str(executable) if executable.exists() else "dbt")
+    settings = billing.settings()
+    nodes = {node["name"]: node for node in billing.dbt.rate(settings, period)}  # model names are unique
+    selected = context.selected_asset_keys
+    deps = context.assets_def.asset_deps
+    # Dagster takes a multi-asset's results upstream first.
+    for key in TopologicalSorter({key: deps.get(key, set()) & selected for key in selected}).static_order():
+        node = nodes.get(key.path[-1])  # a model's key is [schema, name]
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            "period": period.key,
+            "engine": settings.engine,
+            "dbt_status": node["status"] if node else "not run (nothing to rebuild)",
+        })

@@ -21,14 +21,15 @@ pinned host key are in place.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import dagster as dg
 
 from collectors import registry
 from collectors.registry import CollectorKind
 from collectors.sources import SourceConfig
-from core.config import Settings, load_settings
+from core.config import Settings
+from warehouse.schema import CATALOG_RECEIPTS, CATALOG_TABLES
 
 from .ingest import DEFAULT_SOURCE, EVENT_TABLES, raw, source_key
 
@@ -42,11 +43,15 @@ def ingest_keys(source_name: str) -> list[dg.AssetKey]:
 
 
 def build_collect_job(source_names: Sequence[str]) -> dg.UnresolvedAssetJobDefinition:
-    """The unpartitioned job sensors target: every source's collection, the manifest and normalization."""
-    keys = [source_key(name) for name in source_names] + ingest_keys(DEFAULT_SOURCE)
+    """The unpartitioned job sensors target: every source's collection, the manifest, normalization, and
+    the catalog (a sensor's run selects only its source's collection and normalization)."""
+    keys = ([source_key(name) for name in source_names] + ingest_keys(DEFAULT_SOURCE)
+            + [raw(table) for table in (CATALOG_RECEIPTS, *CATALOG_TABLES)])
     return dg.define_asset_job(
         COLLECT_JOB, selection=dg.AssetSelection.assets(*keys),
-        description="Collect new usage from the sources a sensor saw change, and normalize it into raw.events.",
+        description="Collect new usage from every source (a sensor's run: the source it saw change), normalize "
+                    "it into raw.events, and land the catalog file into raw.catalog_*. Not partitioned: the "
+                    "billing_month job rates a month from what this job loaded.",
     )
 
 
@@ -62,9 +67,9 @@ def _request(source_name: str, fingerprint: str, files: int | None = None) -> dg
                          tags=tags)
 
 
-def build_sensor(source: SourceConfig, kind: CollectorKind, job,
-                 settings_of: Callable[[], Settings] = load_settings) -> dg.SensorDefinition:
-    """The sensor of one source: its kind's fingerprint is the run_key; nothing to see skips the tick."""
+def build_sensor(source: SourceConfig, kind: CollectorKind, job, settings: Settings) -> dg.SensorDefinition:
+    """The sensor of one source: its kind's fingerprint is the run_key; nothing to see skips the tick.
+    `settings` are the code location's (read once when it loads), never the environment of a tick."""
     name = "upload_inbox_sensor" if source.name == DEFAULT_SOURCE else sensor_name(source.name)
 
     @dg.sensor(name=name, job=job, minimum_interval_seconds=kind.sensor_interval_seconds,
@@ -73,7 +78,7 @@ def build_sensor(source: SourceConfig, kind: CollectorKind, job,
                            f"something new, requests its collection and normalization. {kind.fingerprint_doc}.")
     def _sensor(context: dg.SensorEvaluationContext):
         try:
-            seen = kind.fingerprint(source, settings_of())
+            seen = kind.fingerprint(source, settings)
         except Exception as exc:  # unreachable or hung: skip this tick; the collector's run reports it fully
             return dg.SkipReason(f"source '{source.name}': cannot look for new usage: {exc}")
         if seen.key is None:
@@ -83,12 +88,11 @@ def build_sensor(source: SourceConfig, kind: CollectorKind, job,
     return _sensor
 
 
-def build_sensors(sources: dict[str, SourceConfig], job,
-                  settings_of: Callable[[], Settings] = load_settings) -> list[dg.SensorDefinition]:
+def build_sensors(sources: dict[str, SourceConfig], job, settings: Settings) -> list[dg.SensorDefinition]:
     """One sensor per source its kind can watch (the `upload` source always: the config's inbox).
 
     `sources` is what `load_sources` returns (the `upload` source included: its own inbox, if the
     sources file gives it one, is watched with the config's inbox).
     """
-    return [build_sensor(source, registry.kind_of(source), job, settings_of) for source in sources.values()
+    return [build_sensor(source, registry.kind_of(source), job, settings) for source in sources.values()
             if source.name == DEFAULT_SOURCE or registry.kind_of(source).watches(source)]

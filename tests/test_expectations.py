@@ -122,14 +122,17 @@ def test_a_total_with_more_decimals_than_its_currency_and_a_line_outside_the_mon
 
 
 def test_dagster_checks_name_failures_link_results_and_write_findings(billing_env):
-    from pipelines.definitions import defs
+    from core.config import load_settings
+    from pipelines.definitions import build_defs
 
+    defs = build_defs(load_settings())
     drop_reference_usage(billing_env / "inbox")
     result = dg.materialize([*defs.assets, *defs.asset_checks], partition_key="2026-10-01",
                             resources=defs.resources, instance=dg.DagsterInstance.ephemeral())
     assert result.success
     checks = {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
-    for name, key in (("events_expectations", "raw/events"), ("invoice_expectations", "marts/fct_invoices")):
+    for name, key in (("events_expectations", "staging/stg_usage__events"),
+                      ("invoice_expectations", "marts/fct_invoices")):
         check = checks[name]
         assert check.passed and check.severity == dg.AssetCheckSeverity.ERROR, check.description
         assert check.asset_key.to_user_string() == key
@@ -143,11 +146,11 @@ def test_dagster_checks_name_failures_link_results_and_write_findings(billing_en
     # A negative quantity planted in the events: the events check fails, names it and records it.
     warehouse = billing_env / "warehouse.duckdb"
     query(warehouse, "update raw.events set quantity = -1 where event_id = 'c4-api-1'")
-    # Only the events check runs (raw/events is not partitioned: the month comes from the run's tag).
-    rerun = dg.materialize([*defs.assets, *defs.asset_checks], tags={"dagster/partition": "2026-10-01"},
+    # Only the events check runs, for the month's partition (the check is partitioned like its asset).
+    rerun = dg.materialize([*defs.assets, *defs.asset_checks], partition_key="2026-10-01",
                            resources=defs.resources, instance=dg.DagsterInstance.ephemeral(),
                            selection=dg.AssetSelection.checks(
-                               dg.AssetCheckKey(dg.AssetKey(["raw", "events"]), "events_expectations")))
+                               dg.AssetCheckKey(dg.AssetKey(["staging", "stg_usage__events"]), "events_expectations")))
     [events] = rerun.get_asset_check_evaluations()
     assert not events.passed
     [failed] = events.metadata["failed_expectations"].value

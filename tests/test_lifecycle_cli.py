@@ -67,7 +67,9 @@ def test_the_dagster_issue_job_issues_customers_that_need_no_approval(billed, tm
     import dagster as dg
     import yaml
 
+    from core.config import load_settings
     from pipelines.ledger import issued_invoices
+    from pipelines.resources import BillingResource
 
     home, _ = billed
     config = yaml.safe_load((REFERENCE / "billing.yaml").read_text())
@@ -75,7 +77,9 @@ def test_the_dagster_issue_job_issues_customers_that_need_no_approval(billed, tm
     config["approval"]["no_approval_customers"] = ["C1"]
     (tmp_path / "billing.yaml").write_text(yaml.safe_dump(config))
     monkeypatch.setenv("BILLING_CONFIG", str(tmp_path / "billing.yaml"))
-    result = dg.materialize([issued_invoices], partition_key="2026-10-01", instance=dg.DagsterInstance.ephemeral())
+    settings = load_settings()  # the billing.yaml above, as the code location would read it once
+    result = dg.materialize([issued_invoices], partition_key="2026-10-01", instance=dg.DagsterInstance.ephemeral(),
+                            resources={"billing": BillingResource.from_settings(settings)})
     assert result.success
     issued = query(home, "SELECT invoice_number, billing_account_id, issued_by FROM ledger.invoices ORDER BY 1")
     assert issued == [("INV-2026-000001", "C5", "fiona"), ("INV-2026-000002", "C1", "system")]

@@ -177,8 +177,10 @@ def test_anomalies_count_usage_in_the_customers_local_month(copy):
 def test_dagster_asset_checks_write_findings_with_their_run_id(billing_env):
     import dagster as dg
 
-    from pipelines.definitions import defs
+    from core.config import load_settings
+    from pipelines.definitions import build_defs
 
+    defs = build_defs(load_settings())
     drop_reference_usage(billing_env / "inbox")
     result = dg.materialize([*defs.assets, *defs.asset_checks], partition_key="2026-10-01",
                             resources=defs.resources, instance=dg.DagsterInstance.ephemeral())

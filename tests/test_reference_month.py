@@ -26,8 +26,9 @@ PARTITION = "2026-10-01"
 
 
 def materialize_october():
-    from pipelines.definitions import defs
+    from pipelines.definitions import build_defs
 
+    defs = build_defs(load_settings())  # the code location for this test's home: its `billing` resource
     return dg.materialize([*defs.assets, *defs.asset_checks], partition_key=PARTITION, resources=defs.resources,
                           instance=dg.DagsterInstance.ephemeral())
 

@@ -14,6 +14,7 @@ from billing import runner
 from collectors.sources import load_sources
 from core.config import load_settings
 from pipelines.ingest import build_source_asset
+from pipelines.resources import BillingResource
 from pipelines.sensors import build_collect_job, build_sensors
 
 CSV = "event_id,customer_id,product_id,quantity,occurred_at\n{id},cust-1,storage-gb,1.5,2026-10-03T08:00:00Z\n"
@@ -22,7 +23,7 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEZokQ+lvgfZvpsLT0r6zZEuoz2OKgiZ
 
 
 def inbox_sensor() -> dg.SensorDefinition:
-    sensors = {s.name: s for s in build_sensors(load_sources(None), build_collect_job([]))}
+    sensors = {s.name: s for s in build_sensors(load_sources(None), build_collect_job([]), load_settings())}
     return sensors["upload_inbox_sensor"]
 
 
@@ -102,21 +103,23 @@ def test_source_asset_collects_only_its_source(two_sources: Path):
     (two_sources / "inbox" / "default.csv").write_text(CSV.format(id="d-1"))
     (two_sources / "partners" / "p.csv").write_text(CSV.format(id="p-1"))
     sources = load_sources(os.environ["BILLING_SOURCES"])
+    resources = {"billing": BillingResource.from_settings(load_settings())}
 
-    result = dg.materialize([build_source_asset(sources["partners"])])
+    result = dg.materialize([build_source_asset(sources["partners"])], resources=resources)
 
     assert result.success
     [materialization] = result.asset_materializations_for_node("sources__partners")
     assert materialization.metadata["new_files"].value == 1
     assert (two_sources / "inbox" / "default.csv").exists()  # the default inbox is raw/landed_files' job
 
-    failed = dg.materialize([build_source_asset(sources["acme-sftp"])], raise_on_error=False)
+    failed = dg.materialize([build_source_asset(sources["acme-sftp"])], resources=resources, raise_on_error=False)
     assert not failed.success
 
 
 def test_every_source_gets_a_stopped_sensor(two_sources: Path):
     sources = load_sources(os.environ["BILLING_SOURCES"])
-    sensors = {s.name: s for s in build_sensors(sources, build_collect_job(["partners", "acme-sftp"]))}
+    sensors = {s.name: s for s in build_sensors(sources, build_collect_job(["partners", "acme-sftp"]),
+                                                load_settings())}
     assert set(sensors) == {"upload_inbox_sensor", "partners_sensor", "acme_sftp_sensor"}
     assert all(s.default_status == dg.DefaultSensorStatus.STOPPED for s in sensors.values())
 
@@ -148,7 +151,8 @@ def test_sftp_sensor_keys_runs_by_the_remote_listing(tmp_path: Path, monkeypatch
             "pattern": "*.csv", "connect_timeout_seconds": 5, "timeout_seconds": 5}}]}
         (tmp_path / "sources.yaml").write_text(yaml.safe_dump(doc))
         sources = load_sources(tmp_path / "sources.yaml")
-        sensor = {s.name: s for s in build_sensors(sources, build_collect_job(["acme-sftp"]))}["acme_sftp_sensor"]
+        sensors = build_sensors(sources, build_collect_job(["acme-sftp"]), load_settings(env={"BILLING_HOME": str(tmp_path)}))
+        sensor = {s.name: s for s in sensors}["acme_sftp_sensor"]
 
         assert run_requests(sensor) == []  # nothing matching on the server
         (root / "outgoing" / "usage_1.csv").write_text(CSV.format(id="s-1"))
@@ -163,3 +167,17 @@ def test_sftp_sensor_keys_runs_by_the_remote_listing(tmp_path: Path, monkeypatch
         assert second.run_key != first.run_key
     finally:
         server.stop()
+
+
+def test_the_inbox_sensor_watches_the_inbox_of_the_settings_it_was_built_with(billing_env: Path, monkeypatch):
+    """The settings are read once, when the code location loads: a variable changed later moves nothing."""
+    from pipelines.definitions import build_defs
+
+    sensor = build_defs(load_settings()).resolve_sensor_def("upload_inbox_sensor")
+    elsewhere = billing_env.parent / "elsewhere"
+    (elsewhere / "inbox").mkdir(parents=True)
+    (elsewhere / "inbox" / "other.csv").write_text(CSV.format(id="o-1"))
+    monkeypatch.setenv("BILLING_HOME", str(elsewhere))
+    assert run_requests(sensor) == []  # the built inbox is empty
+    (billing_env / "inbox" / "usage.csv").write_text(CSV.format(id="e-1"))
+    assert len(run_requests(sensor)) == 1
