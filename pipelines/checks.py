@@ -13,18 +13,20 @@ import dagster as dg
 from quality import checks as q
 from quality.findings import write_findings
 
+from . import month
 from .partitions import billing_months, period_of
 from .resources import BillingResource
 
 FCT_INVOICES = dg.AssetKey(["marts", "fct_invoices"])
 
 
-def _result(outcome: q.CheckOutcome) -> dg.AssetCheckResult:
+def _result(outcome: q.CheckOutcome, **about) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=outcome.passed,
         severity=dg.AssetCheckSeverity.ERROR if outcome.blocking else dg.AssetCheckSeverity.WARN,
         description=outcome.summary,
-        metadata={"blocks_finalization": outcome.blocking, "findings": dg.MetadataValue.json(outcome.findings[:200]), "finding_count": len(outcome.findings)},
+        metadata={"blocks_finalization": outcome.blocking, "findings": dg.MetadataValue.json(outcome.findings[:200]),
+                  "finding_count": len(outcome.findings), **about},
     )
 
 
@@ -36,6 +38,12 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
     def _check(context: dg.AssetCheckExecutionContext, billing: BillingResource) -> dg.AssetCheckResult:
         period = period_of(context.partition_key)
         warehouse = billing.open_warehouse()
+        kept = month.unchanged(context, billing.settings(), warehouse, period)
+        if kept is not None:  # nothing changed since the month's latest rating run: its outcome stands
+            from billing.month_inputs import stored_outcomes
+
+            [stored] = [o for o in stored_outcomes(warehouse, kept.previous) if o.name == check_fn.__name__]
+            return _result(stored, unchanged_since=kept.previous.run_id)
         with warehouse.transaction() as tx:
             # by the warehouse's catalog, the one dbt priced with
             outcome = q.configured(check_fn, billing.settings().anomaly_factor)(tx, period)

@@ -6,6 +6,7 @@ import dagster as dg
 
 from ledger.schema import TABLES
 
+from . import month
 from .partitions import billing_months, period_of
 from .resources import BillingResource
 
@@ -33,11 +34,21 @@ ledger_tables = [
 )
 def rating_run(context: dg.AssetExecutionContext, billing: BillingResource) -> dg.MaterializeResult:
     from billing import runner
+    from billing.month_inputs import stored_outcomes
 
     period = period_of(context.partition_key)
-    outcomes = runner.check_month(billing.settings(), billing.open_warehouse(), period, context.run.run_id)
+    settings, warehouse = billing.settings(), billing.open_warehouse()
+    kept = month.unchanged(context, settings, warehouse, period)
+    if kept is not None:  # the dbt step kept the month too: that run's record and findings stand
+        outcomes, about = stored_outcomes(warehouse, kept.previous), {"unchanged_since": kept.previous.run_id}
+    else:
+        compared = month.comparison(context, settings, warehouse, period)
+        outcomes = runner.check_month(settings, warehouse, period, context.run.run_id,
+                                      inputs=compared.inputs if compared is not None else None)
+        about = {}
     blocking = [o.name for o in outcomes if o.blocking and not o.passed]
-    return dg.MaterializeResult(metadata={"period": period.key, "blocking_checks_failed": ", ".join(blocking)})
+    return dg.MaterializeResult(metadata={"period": period.key, "blocking_checks_failed": ", ".join(blocking),
+                                          **about})
 
 
 @dg.asset(

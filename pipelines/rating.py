@@ -15,6 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtP
 
 from billing.rating import DBT_PROJECT_DIR
 
+from . import month
 from .partitions import billing_months, period_of
 from .resources import BillingResource
 
@@ -55,7 +56,14 @@ def billing_dbt_models(context: dg.AssetExecutionContext, billing: BillingResour
     """Staging, rating and invoice marts for one billing month, rated by the code `billing run` uses."""
     period = period_of(context.partition_key)
     settings = billing.settings()
-    nodes = {node["name"]: node for node in billing.dbt.rate(settings, period)}  # model names are unique
+    kept = month.unchanged(context, settings, billing.open_warehouse(), period)
+    if kept is not None:  # as `billing run`: nothing changed since the month's latest rating run
+        context.log.info(f"{period.key}: {kept.describe()}; not rated again (run tag {month.FORCE_TAG}=true "
+                         "rates anyway)")
+        nodes, status = {}, f"unchanged since rating run {kept.previous.run_id}"
+    else:
+        nodes = {node["name"]: node for node in billing.dbt.rate(settings, period)}  # model names are unique
+        status = "not run (nothing to rebuild)"
     selected = context.selected_asset_keys
     deps = context.assets_def.asset_deps
     # Dagster takes a multi-asset's results upstream first.
@@ -64,5 +72,5 @@ def billing_dbt_models(context: dg.AssetExecutionContext, billing: BillingResour
         yield dg.MaterializeResult(asset_key=key, metadata={
             "period": period.key,
             "engine": settings.engine,
-            "dbt_status": node["status"] if node else "not run (nothing to rebuild)",
+            "dbt_status": node["status"] if node else status,
         })

@@ -75,8 +75,9 @@ def test_checks_are_partitioned_with_their_asset(jobs):
     assert {ev.partition for ev in evaluations.values()} == {OCTOBER}
     assert not evaluations["unrated_usage"].passed  # C4's SMS and C999: the reference month's faults
     assert evaluations["missed_customers"].passed and evaluations["invoice_totals"].passed
-    # (misrated_lines re-prices from the catalog *file*, edited after the collect run here: until the
-    # checks read raw.catalog_*, the catalog the month was priced with, it reports C5's commitment.)
+    # The catalog file was edited after the collect run: the checks re-price with the catalog in the
+    # warehouse, the one the month was priced with, and confirm every line.
+    assert evaluations["misrated_lines"].passed, evaluations["misrated_lines"].description
 
 
 def test_a_backfill_of_a_past_month_reads_the_warehouse(jobs):
@@ -135,3 +136,30 @@ def test_a_month_billed_from_the_cli_shows_in_the_dagster_instance(billing_env, 
         evaluation = execution.event.dagster_event.event_specific_data
         assert not evaluation.passed and evaluation.partition == OCTOBER
 
+
+
+def test_a_month_job_with_nothing_new_keeps_the_month_as_billing_run_does(jobs):
+    """The skip of `billing run` (billing/month_inputs.py): nothing changed since the month's latest
+    rating run, so the month job keeps its invoices, record and check results; the tag forces a rating."""
+    home, defs, instance, _, _ = jobs
+    job = defs.resolve_job_def("billing_month")
+    runs = query(home, "SELECT run_id FROM ledger.rating_runs WHERE period = '2026-10' ORDER BY finished_at")
+    before = totals(home, "2026-10")
+
+    again = job.execute_in_process(partition_key=OCTOBER, instance=instance)
+    assert again.success
+    invoices = [m for m in again.get_asset_materialization_events()
+                if m.asset_key == dg.AssetKey(["marts", "fct_invoices"])]
+    [status] = [m.step_materialization_data.materialization.metadata["dbt_status"].value for m in invoices]
+    assert status == f"unchanged since rating run {runs[-1][0]}"
+    assert query(home, "SELECT run_id FROM ledger.rating_runs WHERE period = '2026-10' ORDER BY finished_at") == runs
+    evaluations = {ev.check_name: ev for ev in again.get_asset_check_evaluations()}
+    assert not evaluations["unrated_usage"].passed  # that run's outcome, with its findings
+    assert evaluations["unrated_usage"].metadata["unchanged_since"].value == runs[-1][0]
+    assert totals(home, "2026-10") == before
+
+    forced = job.execute_in_process(partition_key=OCTOBER, instance=instance, tags={"billing/force": "true"})
+    assert forced.success
+    assert query(home, "SELECT run_id FROM ledger.rating_runs WHERE period = '2026-10' ORDER BY finished_at") == [
+        *runs, (forced.run_id,)]
+    assert totals(home, "2026-10") == before

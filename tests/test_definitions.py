@@ -110,7 +110,7 @@ def test_the_month_job_rates_and_checks_and_the_collect_job_loads():
     assert {"marts/fct_invoices", "staging/stg_usage__events", "ledger/rating_run", "ledger/issued_invoices"} <= month
     assert not {key for key in month if key.startswith(("raw/", "sources/"))}
     collect = job_assets(defs, "collect_sources")
-    assert collect == {"raw/landed_files", "raw/events", "raw/quarantine", "raw/duplicates",
+    assert collect == {"raw/landed_files", "raw/events", "raw/quarantine", "raw/duplicates", "raw/catalog_receipts",
                        *(f"raw/catalog_{t}" for t in ("customers", "products", "rate_classes", "contracts",
                                                       "account_products", "rates", "rate_tiers", "currencies"))}
     assert defs.resolve_job_def("collect_sources").partitions_def is None
