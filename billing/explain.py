@@ -18,7 +18,7 @@ LINE_SELECT = """
 SELECT l.period, l.line_id, l.invoice_id, l.billing_account_id, c.customer_name, l.currency, l.line_type,
        l.product_id, l.usage_rollup_id, l.rate_id, l.rate_level, l.contract_id, l.pricing_model, l.segment_start, l.segment_end,
        l.segment_days, l.event_count, l.quantity, l.included_units, l.billable_quantity, l.amount_unrounded,
-       l.amount, i.total AS invoice_total, i.status AS invoice_status, i.is_finalizable
+       l.amount, i.total AS invoice_total, i.status AS invoice_status, i.is_finalizable, i.catalog_sha256
 FROM marts.fct_invoice_lines l
 JOIN marts.fct_invoices i ON i.invoice_id = l.invoice_id AND i.period = l.period
 LEFT JOIN marts.dim_customers c ON c.customer_id = l.billing_account_id"""
@@ -43,6 +43,12 @@ SELECT {SOURCES_COLUMNS}
 FROM marts.fct_invoice_line_sources WHERE line_id = ? AND period = ?
 ORDER BY received_at, original_name"""
 
+# The load of the catalog an invoice was priced with (its latest load, if it was loaded more than once).
+CATALOG_SQL = """
+SELECT catalog_sha256, source_path, landing_path, loaded_at
+FROM staging.stg_catalog__receipts WHERE catalog_sha256 = ?
+ORDER BY loaded_at DESC LIMIT 1"""
+
 # The line's events: those of its billing account and product whose local day (in the customer's
 # zone, as dbt places them) was priced at the line's rate.
 EVENTS_SQL = """
@@ -62,6 +68,7 @@ class Explanation:
     tiers: list[dict] = field(default_factory=list)
     rollup: dict | None = None
     sources: list[dict] = field(default_factory=list)
+    catalog: dict | None = None  # the load of the catalog the invoice was priced with
     events: list[dict] = field(default_factory=list)
     more_events: int = 0
 
@@ -80,6 +87,9 @@ def explain_line(tx: Tx, line_id: str, *, events: int | None = None) -> Explanat
     line = found[0]
     period = line["period"]
     result = Explanation(line=line, tiers=_rows(tx, TIERS_SQL, [line_id, period]))
+    if line["catalog_sha256"]:
+        loads = _rows(tx, CATALOG_SQL, [line["catalog_sha256"]])
+        result.catalog = loads[0] if loads else None
     if line["usage_rollup_id"]:
         rollup = _rows(tx, ROLLUP_SQL, [line["usage_rollup_id"], period])
         result.rollup = rollup[0] if rollup else None
@@ -144,6 +154,15 @@ LEVELS = {
 }
 
 
+def _catalog_text(sha256: str | None, load: dict | None) -> str:
+    if not sha256:
+        return "catalog: not recorded (rated before catalogs were kept by sha256)"
+    text = f"catalog: sha256 {sha256}"
+    if load:
+        text += f", loaded {load['loaded_at']} from {load['source_path']} (kept as {load['landing_path']})"
+    return text
+
+
 def render(ex: Explanation) -> list[str]:
     """The explanation as lines of plain text, for a person."""
     ln = ex.line
@@ -158,6 +177,7 @@ def render(ex: Explanation) -> list[str]:
         f"model {ln['pricing_model']}" + (f"; contract {ln['contract_id']}" if ln["contract_id"] else ""),
         f"priced: quantity {_num(ln['quantity'])}, included units {_num(ln['included_units'])}, "
         f"billable {_num(ln['billable_quantity'])}; days {ln['segment_start']} to {ln['segment_end']} (excluded)",
+        _catalog_text(ln["catalog_sha256"], ex.catalog),
         "tiers:",
     ]
     for t in ex.tiers:

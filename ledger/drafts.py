@@ -61,6 +61,7 @@ class Draft:
     unrated_usage_count: int
     status: str = "draft"            # draft | issued | void, from the ledger as it is now
     invoice_number: str | None = None
+    catalog_sha256: str | None = None  # the catalog file it was priced with (fct_invoices)
     lines: list[DraftLine] = field(default_factory=list)
 
     @property
@@ -82,7 +83,8 @@ def draft_fingerprint(lines: list[DraftLine]) -> str:
 
 
 INVOICE_COLUMNS = ("invoice_id", "period", "period_start", "period_end", "billing_account_id", "customer_name",
-                   "currency", "total", "is_finalizable", "unrated_usage_count", "status", "invoice_number")
+                   "currency", "total", "is_finalizable", "unrated_usage_count", "status", "invoice_number",
+                   "catalog_sha256")
 
 
 def load_drafts(tx: Tx, period: str, *, invoice_id: str | None = None, billing_account_id: str | None = None,

@@ -52,7 +52,7 @@ _ISSUED = f"""
 _DRAFTS = f"""
     SELECT 'draft', NULL, d.invoice_id, d.period, d.period_start, d.period_end, d.billing_account_id,
            c.customer_name, d.currency, NULL, d.total, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-           d.is_finalizable, NULL, NULL, NULL
+           d.is_finalizable, NULL, d.catalog_sha256, NULL
     FROM marts.fct_invoices AS d
     LEFT JOIN marts.dim_customers AS c ON c.customer_id = d.billing_account_id
     WHERE d.period = ?

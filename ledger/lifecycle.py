@@ -335,7 +335,7 @@ class Lifecycle:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [number, series, sequence, draft.invoice_id, draft.period, draft.period_start, draft.period_end,
              draft.billing_account_id, draft.customer_name, draft.currency, subtotal, draft.total, issue_date, now,
-             person.person_id, reissue_of, draft.fingerprint, snapshot["data_fingerprint"], run.catalog_sha256,
+             person.person_id, reissue_of, draft.fingerprint, snapshot["data_fingerprint"], snapshot["catalog_sha256"],
              run.run_id, pdf_sha, audit.canonical(snapshot)])
         for line in snapshot["lines"]:
             tx.execute("INSERT INTO ledger.invoice_lines (invoice_number, line_number, line_id, line_type, product_id, "
@@ -414,7 +414,8 @@ class Lifecycle:
                                     if line["line_type"] not in ("credit_applied", "credit_carried")), Decimal(0)),
                                draft.currency),
             "total": _money(draft.total, draft.currency),
-            "reissue_of": reissue_of, "catalog_sha256": run.catalog_sha256,
+            # the catalog the draft was priced with (fct_invoices); the rating run's, for a draft from before
+            "reissue_of": reissue_of, "catalog_sha256": draft.catalog_sha256 or run.catalog_sha256,
             "data_fingerprint": recorded.get("data_fingerprint") or "",
             "draft_fingerprint": draft.fingerprint,
         }

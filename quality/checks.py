@@ -15,7 +15,7 @@ from decimal import Decimal
 import polars as pl
 
 from catalog.model import Catalog
-from catalog.read import read_from_warehouse
+from catalog.read import catalog_receipt, catalog_sha256, read_from_warehouse
 from core.config import Settings
 from core.money import MONEY, round_money
 from core.periods import Period, add_months, around_midnight, instant, month_window
@@ -129,6 +129,8 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     compared here: with every line confirmed, `invoice_totals` (total = sum of lines) covers them.
     """
     if catalog is None:  # the catalog dbt priced with, from the warehouse (never the file: it may have changed)
+        if (changed := _catalog_changed_since_rating(tx, period)) is not None:
+            return changed
         catalog = read_from_warehouse(tx)
     # The re-rater reads raw.events itself, a batch of customers at a time (bounded memory).
     try:
@@ -180,6 +182,25 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
                    f"{r['amount'] if r['amount'] is not None else 'no line'} vs re-rated "
                    f"{r['expected_amount'] if r['expected_amount'] is not None else 'no line'}" for r in rows[:5]))
     return CheckOutcome("misrated_lines", not rows, True, summary, rows)
+
+
+def _catalog_changed_since_rating(tx: Tx, period: Period) -> CheckOutcome | None:
+    """A failed outcome when the period's drafts were priced with another catalog than the one the
+    warehouse holds now (one was loaded after the month was rated): re-rating by today's prices would
+    judge them by prices they were not priced with. None when they agree."""
+    now = catalog_sha256(tx)
+    priced = [sha for (sha,) in tx.fetchall(f"SELECT DISTINCT catalog_sha256 FROM {MARTS}.fct_invoices "
+                                            "WHERE period = ? ORDER BY 1", [period.key])]
+    if not priced or priced == [now]:
+        return None
+    shown = ", ".join(sha or "none recorded" for sha in priced)
+    receipt = catalog_receipt(tx)
+    loaded = f" (loaded {receipt.loaded_at} from {receipt.source_path})" if receipt else ""
+    summary = (f"{period.key} was priced with catalog {shown}, but the warehouse now holds catalog "
+               f"{now or 'none'}{loaded}: rate the month again (`billing run --month {period.key}`) before its lines "
+               "can be confirmed")
+    return CheckOutcome("misrated_lines", False, True, summary,
+                        [{"detail": summary, "catalog_sha256": now, "priced_with": shown}])
 
 
 def _missing_rows(tx: Tx, file_id: str, rows_received: int) -> list[int]:

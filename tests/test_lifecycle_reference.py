@@ -8,6 +8,7 @@ messages are the specification's.
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,7 @@ from ledger import audit
 from ledger.lifecycle import Refused
 
 from lifecycle_support import late_event, postgres_database, reference_lifecycle, rows, run_month
-from support import new_home
+from support import REFERENCE, new_home
 
 D = Decimal
 ISSUE_DAY = date(2026, 11, 2)
@@ -104,6 +105,13 @@ def test_4_issuing_october_numbers_c1_c2_c3_c5_and_leaves_c4(world):
                 assert shown in text, shown
     with pytest.raises(Refused, match="already issued as INV-2026-000001"):
         lifecycle.issue("fiona", "2026-10", "C1", issue_date=ISSUE_DAY)
+    # each cites the catalog it was priced with (the draft's fct_invoices.catalog_sha256): the reference file's bytes
+    catalog = hashlib.sha256((REFERENCE / "catalog.yaml").read_bytes()).hexdigest()
+    cited = rows(lifecycle, "SELECT i.catalog_sha256, i.snapshot, d.catalog_sha256, r.catalog_sha256 "
+                            "FROM ledger.invoices i JOIN marts.fct_invoices d ON d.invoice_id = i.invoice_id "
+                            "JOIN ledger.rating_runs r ON r.run_id = i.rating_run_id ORDER BY i.invoice_number")
+    assert [(sha, json.loads(snapshot)["catalog_sha256"], draft, run) for sha, snapshot, draft, run in cited] == [
+        (catalog, catalog, catalog, catalog)] * 4
 
 
 def test_5_credit_notes_never_exceed_what_is_left_of_a_line(world):

@@ -7,6 +7,7 @@ is then delivered again through another collector and the month re-run: it still
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from decimal import Decimal
@@ -104,6 +105,8 @@ def test_explain_names_rate_tiers_rollup_and_files(billed, capsys):
     assert "october-main.csv via upload" in out and f"sha256 {sha256}" in out
     assert "3 row(s) contributing (rows 4-6)" in out
     assert "events:" not in out
+    catalog = hashlib.sha256((REFERENCE / "catalog.yaml").read_bytes()).hexdigest()  # the file it was priced with
+    assert f"catalog: sha256 {catalog}, loaded " in out and f"from {REFERENCE / 'catalog.yaml'}" in out
 
 
 def test_explain_events_are_capped_and_counted(billed, capsys):

@@ -210,12 +210,17 @@ EDITED_USAGE = "event_id,customer_id,product_id,quantity,occurred_at\ne1,C1,API,
 
 
 def test_the_checks_judge_by_the_catalog_the_month_was_priced_with_not_the_file_edited_since(tmp_path):
+    import hashlib
+
     from scenario import bill
 
     from billing import runner
 
     settings, outcomes = bill(tmp_path / "home", EDITED_CATALOG, EDITED_USAGE, ["2026-10"])
     assert outcomes["misrated_lines"].passed, outcomes["misrated_lines"].summary
+    first = hashlib.sha256(EDITED_CATALOG.encode()).hexdigest()
+    drafts = "SELECT catalog_sha256, total FROM marts.fct_invoices WHERE period = '2026-10'"
+    assert query(settings.duckdb_path, drafts) == [(first, Decimal("2.00"))]
     settings.catalog.write_text(EDITED_CATALOG.replace('"0.002"', '"0.003"'))  # edited after rating, not loaded
     warehouse = Warehouse(duckdb_path=settings.duckdb_path)
     again = {o.name: o for o in runner.check(settings, warehouse, OCTOBER)}
@@ -226,3 +231,16 @@ def test_the_checks_judge_by_the_catalog_the_month_was_priced_with_not_the_file_
         by_file = q.misrated_lines(tx, OCTOBER, load_catalog(settings.catalog))
     assert not by_file.passed
     assert [(f["amount"], f["expected_amount"]) for f in by_file.findings] == [("2.00", "3.00")]
+
+    # the edit loaded, the month not rated again: its drafts were priced with the other catalog; the check says so
+    loaded = runner.load_catalog_stage(settings, warehouse)
+    assert loaded.changed and loaded.previous_sha256 == first and loaded.sha256 != first
+    stale = {o.name: o for o in runner.check(settings, warehouse, OCTOBER)}["misrated_lines"]
+    assert not stale.passed and stale.blocking
+    assert f"priced with catalog {first}, but the warehouse now holds catalog {loaded.sha256}" in stale.summary
+    assert "rate the month again" in stale.summary
+    # the rerun: the drafts show the catalog they were priced with now, and its prices are confirmed
+    runner.rate(settings, OCTOBER)
+    rerun = {o.name: o for o in runner.check(settings, warehouse, OCTOBER)}["misrated_lines"]
+    assert rerun.passed, rerun.summary
+    assert query(settings.duckdb_path, drafts) == [(loaded.sha256, Decimal("3.00"))]

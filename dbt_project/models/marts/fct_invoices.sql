@@ -4,6 +4,9 @@
   The ledger says what became of it: `status` is draft, issued or void, with the number and the
   total as issued (which never change; the draft beside them may, when the period is re-rated).
   The account's name and terms are in dim_customers (billing_account_id = customer_id).
+  `catalog_sha256` names the catalog file the draft was priced with (the warehouse's catalog when
+  this run rated; stg_catalog__receipts says when and from where it was loaded): a rerun after a
+  catalog change shows another sha256.
 -#}
 
 with lines as (
@@ -59,7 +62,8 @@ select
     cast(case when iss.invoice_number is null then 'draft' when iss.is_void then 'void' else 'issued' end
          as {{ string_type() }}) as status,
     cast(iss.invoice_number as {{ string_type() }}) as invoice_number,
-    cast(iss.issued_total as {{ money_type() }}) as issued_total
+    cast(iss.issued_total as {{ money_type() }}) as issued_total,
+    cast((select max(catalog_sha256) from {{ ref('stg_catalog__currencies') }}) as {{ string_type() }}) as catalog_sha256
 from lines as l
 left join unrated as u on u.billing_account_id = l.billing_account_id
 left join issued as iss on iss.invoice_id = l.invoice_id
