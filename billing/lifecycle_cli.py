@@ -210,6 +210,8 @@ def show(lifecycle, number: str) -> int:
             "corrected_period") else ""
         _say(f"  {line['line_number']:>3}  {line['description']}{what}  {line.get('quantity') or ''}  {line['amount']}")
     _say(f"  total {doc['currency']} {doc['total']}")
+    if doc.get("catalog_sha256"):  # the catalog file it was priced with, kept in the landing zone under this name
+        _say(f"  priced with catalog sha256 {doc['catalog_sha256']}")
     if path:
         _say(f"  PDF: {path[0][0]}")
     return 0

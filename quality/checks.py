@@ -556,8 +556,6 @@ def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = N
     `catalog`: None (what every run passes) judges by the catalog in the warehouse, the one dbt priced
     the month with (catalog/read.py); tests may pass another. `anomaly_factor`: Settings.anomaly_factor."""
     with warehouse.transaction() as tx:
-        if catalog is None:
-            catalog = read_from_warehouse(tx)
         outcomes = [configured(check, anomaly_factor)(tx, period, catalog) for check in CHECKS]
     write_findings(warehouse, outcomes, period.key, run_id)
     return outcomes

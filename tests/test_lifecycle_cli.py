@@ -59,6 +59,9 @@ def test_list_show_and_verify(billed, capsys):
     assert main(["invoices", "show", "INV-2026-000001"]) == 0
     shown = capsys.readouterr().out
     assert "total USD 200.00" in shown and "PDF:" in shown
+    [(catalog,)] = query(billed[0], "SELECT catalog_sha256 FROM marts.fct_invoices WHERE invoice_id = "
+                                    "(SELECT invoice_id FROM ledger.invoices WHERE invoice_number = 'INV-2026-000001')")
+    assert len(catalog) == 64 and f"priced with catalog sha256 {catalog}" in shown
     assert main(["audit", "verify"]) == 0
     assert "audit log verified" in capsys.readouterr().out
 
