@@ -141,9 +141,13 @@ def test_explain_unknown_line_is_a_clear_error(billed, capsys):
 def test_documented_sql_runs_and_traces_the_line(billed):
     # Every query of docs/lineage.md runs as written (with the line id bound as a parameter).
     blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "lineage.md").read_text(), re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     api = line_id(billed, "C1", "API_CALLS")
-    view, tiers, rollup, events = (query(billed, sql.replace(":line_id", "?"), [api]) for sql in blocks)
+    view, tiers, rollup, events = (query(billed, sql.replace(":line_id", "?"), [api]) for sql in blocks[:4])
+    [(invoice,)] = query(billed, "SELECT invoice_id FROM marts.fct_invoice_lines WHERE line_id = ?", [api])
+    catalog = hashlib.sha256((REFERENCE / "catalog.yaml").read_bytes()).hexdigest()
+    assert [r[:3] for r in query(billed, blocks[4].replace(":invoice_id", "?"), [invoice])] == [
+        (invoice, catalog, str(REFERENCE / "catalog.yaml"))]
     assert [(r[16], r[17], r[21]) for r in view] == [("october-late.jsonl", "upload", 1),
                                                       ("october-main.csv", "upload", 3)]
     assert all(len(r[19]) == 64 for r in view)
