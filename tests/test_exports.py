@@ -79,13 +79,13 @@ def fill_ledger(warehouse: Warehouse, *, with_marts: bool) -> None:
             tx.execute("CREATE TABLE marts.fct_invoices (period VARCHAR, invoice_id VARCHAR, "
                        "billing_account_id VARCHAR, currency VARCHAR, period_start DATE, "
                        "period_end DATE, line_count BIGINT, total DECIMAL(38, 3), unrated_usage_count BIGINT, "
-                       "is_finalizable BOOLEAN, status VARCHAR)")
+                       "is_finalizable BOOLEAN, status VARCHAR, catalog_sha256 VARCHAR)")
             for row in [("2026-10", "inv-oct-c1", "C1", "USD", "2529.630", True),
                         ("2026-10", "inv-oct-c2", "C2", "JPY", "118000.000", True),
                         ("2026-10", "inv-oct-c3", "C3", "EUR", "0.000", False),
                         ("2026-11", "inv-nov-c3", "C3", "EUR", "9.000", True)]:
                 tx.execute("INSERT INTO marts.fct_invoices VALUES (?, ?, ?, ?, '2026-10-01', '2026-11-01', 1, ?, "
-                           "0, ?, 'draft')", list(row))
+                           "0, ?, 'draft', ?)", [*row, "9" * 64])
             # the catalog now: C2 renamed since its invoices were issued
             tx.execute("CREATE TABLE marts.dim_customers (customer_id VARCHAR, customer_name VARCHAR)")
             for row in [("C1", "Northwind"), ("C2", "Kyoto Keiki (renamed)"), ("C3", "Contoso")]:
@@ -126,6 +126,7 @@ def check_october(folder: Path, paths: list[Path], *, with_marts: bool) -> None:
             "0.000", "", "false", "EUR")
         # a draft is named by the catalog (dim_customers); an issued invoice by what it was issued with
         assert draft["customer_name"] == "Contoso"
+        assert (draft["catalog_sha256"], c1["catalog_sha256"]) == ("9" * 64, "cat-sha")  # the catalog it was priced with
 
     header, lines = read(paths[1])
     assert header == LINE_COLUMNS
