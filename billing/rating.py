@@ -101,7 +101,11 @@ def run_dbt(settings: Settings, period: Period, command: str = "build", extra: S
 # then skips parsing. It is read from bytes for every invocation: dbt marks the nodes it compiles in
 # the manifest object (ephemeral CTEs injected), which a second invocation must not see.
 PARSED = "billing-parsed"  # <target path>/billing-parsed/<key>.msgpack: dbt's partial_parse.msgpack, kept
-_PARSE_ENV = ("BILLING_DBT_TARGET", "BILLING_SPARK_DIR")  # env_var()s of dbt_project.yml and the models
+# env_var()s of dbt_project.yml and the models, and the connection's identity: a parse names every
+# relation with its database (the PostgreSQL dbname, the DuckDB file's name), so a parse kept for one
+# warehouse must never serve another ("Cross-db references not allowed"). Never the password.
+_PARSE_ENV = ("BILLING_DBT_TARGET", "BILLING_SPARK_DIR", "BILLING_DUCKDB_PATH",
+              "BILLING_PG_HOST", "BILLING_PG_PORT", "BILLING_PG_USER", "BILLING_PG_DBNAME")
 
 
 def _target_path(extra: Sequence[str]) -> Path:
