@@ -20,8 +20,13 @@ def test_billing_run_bills_the_reference_month(billing_env, capsys):
     assert "checks: 9 passed, 1 failed" in out
     assert "C999" in out  # the unrated usage check names the customer
     assert "exit status 3: billed, but blocking check(s) failed: unrated_usage" in " ".join(out.split())
-    assert "SELECT billing_account_id" in out
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
+    # the query the run suggests ("try: ...") runs as printed, and names each USD invoice's customer
+    [suggested] = [line.split("try: ", 1)[1] for line in out.splitlines() if line.startswith("try: ")]
+    suggested_rows = con.execute(suggested.rstrip(";")).fetchall()
+    assert len(suggested_rows) == con.execute(
+        "select count(*) from marts.fct_invoices where period = '2026-10'").fetchone()[0]
+    assert all(row[1] for row in suggested_rows if row[2] == "USD")
     assert con.execute("select count(*), sum(total) from marts.fct_invoices where currency = 'USD'").fetchone() \
         == (4, Decimal("5666.34"))
     # the inbox is emptied into processed/, and the next run lands nothing new
