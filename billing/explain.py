@@ -103,7 +103,7 @@ def explain_line(tx: Tx, line_id: str, *, events: int | None = None) -> Explanat
 
 
 def explain_lines(tx: Tx, period: str, line_ids: list[str]) -> dict[str, Explanation]:
-    """`explain_line` (without events) for many lines of one period, in four queries instead of four
+    """`explain_line` (without events) for many lines of one period, in a few queries instead of five
     per line: what the review desk shows under each line of an invoice."""
     if not line_ids:
         return {}
@@ -113,6 +113,10 @@ def explain_lines(tx: Tx, period: str, line_ids: list[str]) -> dict[str, Explana
     for row in _rows(tx, f"SELECT line_id, {TIERS_COLUMNS} FROM marts.fct_invoice_line_tiers WHERE period = ? "
                          f"AND line_id IN ({marks}) ORDER BY line_id, tier_number", [period, *line_ids]):
         found[row.pop("line_id")].tiers.append(row)
+    catalogs = {sha: (loads[0] if (loads := _rows(tx, CATALOG_SQL, [sha])) else None)
+                for sha in {ex.line["catalog_sha256"] for ex in found.values() if ex.line["catalog_sha256"]}}
+    for ex in found.values():
+        ex.catalog = catalogs.get(ex.line["catalog_sha256"])
     rollups = sorted({ex.line["usage_rollup_id"] for ex in found.values() if ex.line["usage_rollup_id"]})
     if rollups:
         by_id = {row["usage_rollup_id"]: row for row in _rows(

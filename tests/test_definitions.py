@@ -101,10 +101,14 @@ def job_assets(defs: dg.Definitions, name: str) -> set[str]:
     return {key.to_user_string() for key in defs.resolve_job_def(name).asset_layer.selected_asset_keys}
 
 
-def test_the_month_job_rates_and_checks_and_the_collect_job_loads():
+def test_the_month_job_rates_and_checks_and_the_collect_job_loads(billing_env):
     """A backfill of a past month must not collect today's sources or reload today's catalog: the month
     job selects only the month's rating, its record and the issuing; the rest is the collect job's."""
-    from pipelines.definitions import defs
+    from core.config import load_settings
+    from pipelines.definitions import build_defs
+
+    # Built here, not the module's `defs`: that one holds the sources of whichever test imported it first.
+    defs = build_defs(load_settings())  # billing_env: the upload inbox, no sources file
 
     month = job_assets(defs, "billing_month")
     assert {"marts/fct_invoices", "staging/stg_usage__events", "ledger/rating_run", "ledger/issued_invoices"} <= month
