@@ -19,7 +19,10 @@ from rich.text import Text
 
 from core.config import Settings
 from core.money import round_money
+from core.periods import month_window
 from warehouse.store import open_warehouse
+
+from . import runner
 
 REFUSED = 4
 console = Console(highlight=False, emoji=False)
@@ -140,7 +143,7 @@ def _act(settings: Settings, lifecycle, args) -> int:
                                              args.reason, currency=args.currency)
         _say(f"added {line_id} to {args.account}'s {args.month} draft; recomputing the draft (approvals of the old "
              "one lapse) ...")
-        refresh(settings, args.month)
+        runner.rerate(settings, month_window(args.month))
         return list_invoices(lifecycle, args.month, args.account)
     if args.action == "issue":
         if args.account:
@@ -169,18 +172,6 @@ def _issued(done) -> None:
         _say(("issued ", "green"), (issued.invoice_number, "bold"),
              f" to {issued.billing_account_id}: {issued.currency} {round_money(issued.total, issued.currency)}{again} "
              f"(PDF sha256 {issued.pdf_sha256[:12]}…)")
-
-
-def refresh(settings: Settings, month: str) -> None:
-    """Rate and check the period again, so the draft shows what the ledger added (no collection)."""
-    from billing import runner
-    from core.periods import month_window
-
-    period = month_window(month)
-    warehouse = runner.prepare(settings)
-    runner.rate(settings, period)
-    outcomes = runner.check(settings, warehouse, period)
-    runner.record_rating_run(settings, warehouse, period, outcomes)
 
 
 def list_invoices(lifecycle, month: str, account: str | None) -> int:

@@ -133,6 +133,16 @@ def check_month(settings: Settings, warehouse: Warehouse, period: Period, run_id
     return outcomes
 
 
+def rerate(settings: Settings, period: Period):
+    """Rate and check the period again without collecting, after the ledger changed it (a manual charge,
+    a price override: `billing invoices charge`, the desk), and record the run with its inputs as
+    `billing run` does, so the next run of the month finds nothing changed."""
+    warehouse = prepare(settings)
+    inputs = inputs_unchanged(settings, warehouse, period).inputs
+    rate(settings, period)
+    return check_month(settings, warehouse, period, inputs=inputs)
+
+
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,
                       run_id: str | None = None, inputs=None) -> str:
     """Record the drafts this run produced and its blocking findings: what issuing checks against

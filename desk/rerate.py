@@ -12,11 +12,12 @@ _one_at_a_time = threading.Lock()  # dbt's in-process runner is not made for con
 
 
 def rerate(settings: Settings, period: str) -> None:
-    from billing.lifecycle_cli import refresh
+    from billing import runner
+    from core.periods import month_window
 
     with _one_at_a_time:
         try:
-            refresh(settings, period)
+            runner.rerate(settings, month_window(period))
         finally:
             release_dbt_duckdb()
 

@@ -21,6 +21,8 @@ from decimal import ROUND_HALF_UP, Decimal
 import duckdb
 import pytest
 from test_precision import limits_scenario
+from test_zones_and_rounding import CATALOG as ZONES_CATALOG
+from test_zones_and_rounding import USAGE as ZONES_USAGE
 
 from billing import runner
 from billing.rating import RatingFailed
@@ -244,26 +246,6 @@ def test_spark_reads_each_event_once_from_day_partitions(reference):
 # --------------------------------------------------------------------------------------------------
 # local months and rounding per currency (tests/test_zones_and_rounding.py's scenario)
 
-ZONES_CATALOG = """
-products:
-  - code: X
-    prices:
-      - {currency: USD, model: per_unit, unit_price: "0.067"}
-      - {currency: JPY, model: per_unit, unit_price: "0.5"}
-      - {currency: KWD, model: per_unit, unit_price: "0.0001"}
-customers:
-  - {id: BUD, currency: USD, timezone: Europe/Budapest}
-  - {id: UTC1, currency: USD}
-  - {id: YEN, currency: JPY}
-  - {id: KWD1, currency: KWD}
-"""
-
-ZONES_USAGE = """event_id,customer_id,product_id,quantity,occurred_at
-b1,BUD,X,55,2024-12-31T23:30:00Z
-u1,UTC1,X,55,2024-12-31T23:30:00Z
-y1,YEN,X,5,2025-01-10T00:00:00Z
-k1,KWD1,X,10005,2025-01-10T00:00:00Z
-"""
 ZONE_MONTHS = [month_window("2024-12"), month_window("2025-01")]
 
 
