@@ -135,6 +135,8 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
     with _stage("collect sources"):
         landed = runner.collect(settings, warehouse, _say)
     with _stage("normalize"):
+        if runner.has_pending_files(warehouse):  # rating follows: dbt's import overlaps the loads
+            runner.warm_up_rating(settings)
         loads = runner.normalize(settings, warehouse, _say)
     with _stage("compare inputs"):
         inputs = runner.inputs_unchanged(settings, warehouse, period)
@@ -146,9 +148,11 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
         if inputs.previous is not None:
             _say(inputs.describe())
         with _stage("rate (dbt build)"):
+            rerating = runner.start_rerating(warehouse, period)  # the checks' re-rating, beside dbt
             runner.rate(settings, period)
         with _stage("check"):
-            outcomes = runner.check_month(settings, warehouse, period, run_id, inputs=inputs.inputs)
+            outcomes = runner.check_month(settings, warehouse, period, run_id, inputs=inputs.inputs,
+                                          prerated=rerating.result())
     suites = None
     if expectations:
         with _stage("expectations (Great Expectations suites)"):

@@ -8,7 +8,9 @@ Stages: prepare -> catalog -> collect -> normalize (Dagster: the `collect_source
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from catalog.land import CatalogLoad, land_catalog
@@ -18,7 +20,7 @@ from collectors.registry import CollectContext
 from collectors.sources import SourceConfig, SourceConfigError, file_formats, load_sources
 from core.config import Settings
 from core.periods import Period
-from normalize.load import FileLoad, load_pending
+from normalize.load import FileLoad, load_pending, pending
 from warehouse.store import Warehouse, open_warehouse
 
 Progress = Callable[[str], None]
@@ -102,11 +104,44 @@ def normalize(settings: Settings, warehouse: Warehouse, progress: Progress | Non
     return list(load_pending(warehouse, file_formats(load_sources(settings.sources)), on_file=report))
 
 
+def has_pending_files(warehouse: Warehouse) -> bool:
+    """Whether landed files wait to be normalized."""
+    return bool(pending(warehouse))
+
+
 @dataclass
 class RunSummary:
     period: Period
     landed: list[Landed] = field(default_factory=list)
     loads: list[FileLoad] = field(default_factory=list)
+
+
+# dbt's modules and the engine's adapter: what `import` costs before dbt can start (about 3 s of
+# mostly GIL-bound CPU on 2 cores).
+RATING_MODULES = {"duckdb": ("dbt.cli.main", "dbt.adapters.duckdb"),
+                  "postgres": ("dbt.cli.main", "dbt.adapters.postgres"),
+                  "spark": ("dbt.cli.main", "dbt.adapters.spark")}
+
+
+def warm_up_rating(settings: Settings) -> threading.Thread:
+    """Import dbt in a background thread, so the rate stage that follows does not wait for it.
+
+    `billing run` starts it before normalizing files, which spends its time in Polars and DuckDB with
+    the GIL released, so the import mostly runs on the other core for free. Only worth it when rating
+    follows in this process and there is work to overlap: not in Dagster's collect job, not in a rerun
+    with nothing new. A failed import is left for the rate stage to raise, with its real traceback."""
+    def load() -> None:
+        import importlib
+
+        for name in RATING_MODULES.get(settings.engine, RATING_MODULES["duckdb"]):
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 (the rate stage imports it again and reports the error)
+                return
+
+    thread = threading.Thread(target=load, name="warm-up-dbt", daemon=True)
+    thread.start()
+    return thread
 
 
 def rate(settings: Settings, period: Period) -> list[dict]:
@@ -116,19 +151,33 @@ def rate(settings: Settings, period: Period) -> list[dict]:
     return run_dbt(settings, period)
 
 
-def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None):
+def start_rerating(warehouse: Warehouse, period: Period) -> Future:
+    """Start the independent re-rating of the period (quality.checks.prerate) in a background thread, to
+    run while dbt rates it: it reads only raw.events and the catalog, and spends its time in Polars and
+    DuckDB, on the core dbt's Python leaves idle. Hand `.result()` to `check` / `check_month`."""
+    from quality.checks import prerate
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rerate")
+    future = pool.submit(prerate, warehouse, period)
+    pool.shutdown(wait=False)  # its thread ends with the re-rating
+    return future
+
+
+def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None, prerated=None):
     """Run the quality checks on the rated period, by the catalog in the warehouse (the one dbt priced
-    with, never the file, which may have changed since); findings are recorded under `run_id`."""
+    with, never the file, which may have changed since); findings are recorded under `run_id`.
+    `prerated`: the re-rating made beside dbt (`start_rerating`), used by misrated_lines if still current."""
     from quality.checks import run_checks
 
-    return run_checks(warehouse, period, run_id=run_id, anomaly_factor=settings.anomaly_factor)
+    return run_checks(warehouse, period, run_id=run_id, anomaly_factor=settings.anomaly_factor, prerated=prerated)
 
 
-def check_month(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None, inputs=None):
+def check_month(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None, inputs=None,
+                prerated=None):
     """The step after rating, in `billing run` and in the Dagster month job (`ledger/rating_run`): run the
     checks and record the rating run (the drafts and blocking findings that issuing checks against, and
     the `inputs` it was rated from, if given)."""
-    outcomes = check(settings, warehouse, period, run_id)
+    outcomes = check(settings, warehouse, period, run_id, prerated)
     record_rating_run(settings, warehouse, period, outcomes, run_id, inputs=inputs)
     return outcomes
 
@@ -139,8 +188,9 @@ def rerate(settings: Settings, period: Period):
     `billing run` does, so the next run of the month finds nothing changed."""
     warehouse = prepare(settings)
     inputs = inputs_unchanged(settings, warehouse, period).inputs
+    rerating = start_rerating(warehouse, period)
     rate(settings, period)
-    return check_month(settings, warehouse, period, inputs=inputs)
+    return check_month(settings, warehouse, period, inputs=inputs, prerated=rerating.result())
 
 
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,

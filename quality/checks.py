@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import zlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -23,7 +24,7 @@ from normalize.load import CONFLICT_MARK
 from warehouse.store import Tx, Warehouse
 
 from .findings import CheckOutcome, write_findings
-from .rerate import AmountDoesNotFit, rerate_warehouse
+from .rerate import AmountDoesNotFit, Rerated, rerate_warehouse
 
 MARTS = "marts"
 
@@ -120,7 +121,39 @@ LINE_KEY = ["billing_account_id", "currency", "line_type", "product_id", "rate_i
 RATED_LINE_TYPES = ("usage", "recurring", "minimum_commitment")  # the catalog's lines; the others are the ledger's
 
 
-def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> CheckOutcome:
+@dataclass(frozen=True)
+class Prerated:
+    """A period's independent re-rating, made beside dbt's rating (`prerate`, started by `billing run`
+    before dbt): `misrated_lines` uses it only while the warehouse still holds the catalog and the
+    loaded files it was made from (`inputs`), else it re-rates again."""
+    period: str
+    inputs: tuple
+    result: Rerated | AmountDoesNotFit
+
+
+def _rerating_inputs(tx: Tx) -> tuple:
+    """What the re-rating reads, in short: the warehouse's catalog and its loaded files (events are
+    only ever added by loading a file)."""
+    loaded = tx.fetchall("SELECT COUNT(*), COALESCE(SUM(rows_loaded), 0), MAX(loaded_at) FROM raw.landed_files "
+                         "WHERE status = 'loaded'")[0]
+    return (catalog_sha256(tx), *(str(value) for value in loaded))
+
+
+def prerate(warehouse: Warehouse, period: Period) -> Prerated:
+    """Re-rate the period from raw.events and the warehouse's catalog, as `misrated_lines` does. It reads
+    nothing dbt writes, so it can run while dbt rates the period (in another thread: Polars and DuckDB
+    release the GIL, dbt mostly holds it)."""
+    with warehouse.transaction() as tx:
+        inputs = _rerating_inputs(tx)
+        try:
+            result: Rerated | AmountDoesNotFit = rerate_warehouse(tx, read_from_warehouse(tx), period)
+        except AmountDoesNotFit as exc:  # the check's finding, once the drafts are there to compare
+            result = exc
+    return Prerated(period.key, inputs, result)
+
+
+def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None, *,
+                   prerated: Prerated | None = None) -> CheckOutcome:
     """An independent re-rating (quality/rerate.py, Polars) must confirm every invoice line to the cent.
 
     Lines are matched on (billing account, currency, line type, product, rate, segment start). A
@@ -128,13 +161,21 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
     or a line the re-rater bills that the warehouse lacks (line_id empty). Invoice totals are not
     compared here: with every line confirmed, `invoice_totals` (total = sum of lines) covers them.
     """
+    result = None
     if catalog is None:  # the catalog dbt priced with, from the warehouse (never the file: it may have changed)
         if (changed := _catalog_changed_since_rating(tx, period)) is not None:
             return changed
-        catalog = read_from_warehouse(tx)
+        if prerated is not None and prerated.period == period.key and prerated.inputs == _rerating_inputs(tx):
+            result = prerated.result
+        else:
+            catalog = read_from_warehouse(tx)
     # The re-rater reads raw.events itself, a batch of customers at a time (bounded memory).
     try:
-        expected = rerate_warehouse(tx, catalog, period).lines
+        if result is None:
+            result = rerate_warehouse(tx, catalog, period)
+        if isinstance(result, AmountDoesNotFit):
+            raise result
+        expected = result.lines
     except AmountDoesNotFit as exc:  # a finding, not a crash that would stop the other checks
         return CheckOutcome("misrated_lines", False, True, str(exc), [
             {"billing_account_id": exc.billing_account_id, "product_id": exc.product_id, "rate_id": exc.rate_id,
@@ -544,18 +585,25 @@ CHECKS = (unrated_usage, missed_customers, invoice_totals, misrated_lines, conse
           quarantined_rows, conflicting_duplicates, corrections_outside_lookback)
 
 
-def configured(check, anomaly_factor: Decimal = ANOMALY_FACTOR):
-    """The check with the settings it takes bound (anomalies: Settings.anomaly_factor)."""
-    return functools.partial(check, factor=anomaly_factor) if check is anomalies else check
+def configured(check, anomaly_factor: Decimal = ANOMALY_FACTOR, prerated: Prerated | None = None):
+    """The check with the settings it takes bound (anomalies: Settings.anomaly_factor; misrated_lines:
+    a re-rating made beside dbt, if any)."""
+    if check is anomalies:
+        return functools.partial(check, factor=anomaly_factor)
+    if check is misrated_lines and prerated is not None:
+        return functools.partial(check, prerated=prerated)
+    return check
 
 
 def run_checks(warehouse: Warehouse, period: Period, catalog: Catalog | None = None,
-               run_id: str | None = None, *, anomaly_factor: Decimal = ANOMALY_FACTOR) -> list[CheckOutcome]:
+               run_id: str | None = None, *, anomaly_factor: Decimal = ANOMALY_FACTOR,
+               prerated: Prerated | None = None) -> list[CheckOutcome]:
     """Run every check, then record their findings in marts.quality_findings (quality/findings.py).
 
     `catalog`: None (what every run passes) judges by the catalog in the warehouse, the one dbt priced
-    the month with (catalog/read.py); tests may pass another. `anomaly_factor`: Settings.anomaly_factor."""
+    the month with (catalog/read.py); tests may pass another. `anomaly_factor`: Settings.anomaly_factor.
+    `prerated`: the period's re-rating made while dbt rated it (`prerate`), used if still current."""
     with warehouse.transaction() as tx:
-        outcomes = [configured(check, anomaly_factor)(tx, period, catalog) for check in CHECKS]
+        outcomes = [configured(check, anomaly_factor, prerated)(tx, period, catalog) for check in CHECKS]
     write_findings(warehouse, outcomes, period.key, run_id)
     return outcomes

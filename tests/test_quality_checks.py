@@ -244,3 +244,23 @@ def test_the_checks_judge_by_the_catalog_the_month_was_priced_with_not_the_file_
     rerun = {o.name: o for o in runner.check(settings, warehouse, OCTOBER)}["misrated_lines"]
     assert rerun.passed, rerun.summary
     assert query(settings.duckdb_path, drafts) == [(loaded.sha256, Decimal("3.00"))]
+
+
+def test_a_rerating_made_beside_dbt_serves_misrated_lines_only_while_its_inputs_hold(copy, monkeypatch):
+    """`billing run` re-rates the month while dbt rates it (runner.start_rerating); the check uses that
+    re-rating only if the warehouse still holds the events and catalog it was made from."""
+    prerated = q.prerate(Warehouse(duckdb_path=copy), OCTOBER)
+    with monkeypatch.context() as patched:  # a current re-rating is used as it is, not made again
+        patched.setattr(q, "rerate_warehouse", lambda *a, **k: pytest.fail("re-rated again"))
+        assert run(copy, lambda tx, period: q.misrated_lines(tx, period, prerated=prerated)).passed
+    # A file loaded since (its event not rated yet): the re-rating made before it is stale, so the
+    # check re-rates, and the drafts lack the new usage.
+    query(copy, "insert into raw.landed_files (file_id, source, collector, original_name, landing_path, size_bytes, "
+                "received_at, status, rows_received, rows_loaded, rows_quarantined, rows_duplicate, loaded_at) "
+                "values ('late', 'upload', 'upload', 'late.csv', '/nowhere/late.csv', 1, now(), 'loaded', 1, 1, 0, 0, "
+                "now())")
+    query(copy, "insert into raw.events values ('upload', 'late-1', 'C1', 'API_CALLS', 1000000, "
+                "timestamptz '2026-10-15 12:00:00+00', 'late', 1, now())")
+    outcome = run(copy, lambda tx, period: q.misrated_lines(tx, period, prerated=prerated))
+    assert not outcome.passed and "C1 API_CALLS" in outcome.summary, outcome.summary
+    assert outcome.findings == run(copy, q.misrated_lines).findings
