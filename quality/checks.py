@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import weakref
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -131,12 +132,15 @@ class Prerated:
     result: Rerated | AmountDoesNotFit
 
 
-def _rerating_inputs(tx: Tx) -> tuple:
-    """What the re-rating reads, in short: the warehouse's catalog and its loaded files (events are
-    only ever added by loading a file)."""
+def _rerating_inputs(tx: Tx, period: Period) -> tuple:
+    """What the re-rating of the period reads, in short: the warehouse's catalog, its loaded files, and
+    the count, units and latest load of the events around the period (rows deleted or added by hand
+    change those too)."""
     loaded = tx.fetchall("SELECT COUNT(*), COALESCE(SUM(rows_loaded), 0), MAX(loaded_at) FROM raw.landed_files "
                          "WHERE status = 'loaded'")[0]
-    return (catalog_sha256(tx), *(str(value) for value in loaded))
+    events = tx.fetchall("SELECT COUNT(*), SUM(quantity), MAX(loaded_at) FROM raw.events "
+                         "WHERE occurred_at >= ? AND occurred_at < ?", [*period.padded_window()])[0]
+    return (catalog_sha256(tx), *(str(value) for value in (*loaded, *events)))
 
 
 def prerate(warehouse: Warehouse, period: Period) -> Prerated:
@@ -144,7 +148,7 @@ def prerate(warehouse: Warehouse, period: Period) -> Prerated:
     nothing dbt writes, so it can run while dbt rates the period (in another thread: Polars and DuckDB
     release the GIL, dbt mostly holds it)."""
     with warehouse.transaction() as tx:
-        inputs = _rerating_inputs(tx)
+        inputs = _rerating_inputs(tx, period)
         try:
             result: Rerated | AmountDoesNotFit = rerate_warehouse(tx, read_from_warehouse(tx), period)
         except AmountDoesNotFit as exc:  # the check's finding, once the drafts are there to compare
@@ -165,7 +169,7 @@ def misrated_lines(tx: Tx, period: Period, catalog: Catalog | None = None, *,
     if catalog is None:  # the catalog dbt priced with, from the warehouse (never the file: it may have changed)
         if (changed := _catalog_changed_since_rating(tx, period)) is not None:
             return changed
-        if prerated is not None and prerated.period == period.key and prerated.inputs == _rerating_inputs(tx):
+        if prerated is not None and prerated.period == period.key and prerated.inputs == _rerating_inputs(tx, period):
             result = prerated.result
         else:
             catalog = read_from_warehouse(tx)
@@ -295,10 +299,9 @@ def conservation(tx: Tx, period: Period, catalog: Catalog | None = None) -> Chec
     November (its receipt), and with no month after that. Files not normalized yet (rows_received
     NULL) are not checked."""
     on_local_days, local_params = _on_local_days(period)
-    in_period, in_period_params = _files_of_period(period)
+    in_period, in_period_params = _files_of_period(tx, period)
     files = _rows(tx, f"""
-        WITH in_period AS ({in_period}
-        ),
+        WITH in_period AS (SELECT file_id FROM raw.landed_files WHERE file_id IN ({in_period})),
         counted AS (
             SELECT file_id, COUNT(*) AS n, 'events' AS kind FROM raw.events
             WHERE file_id IN (SELECT file_id FROM in_period) GROUP BY file_id
@@ -392,31 +395,35 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *,
     Months are calendar months of each event's local day in its customer's time zone (UTC for an
     unknown customer), the day rating puts it on."""
     bounds = [month.start for month in period.trailing(TRAILING_MONTHS)] + [period.start, period.end]
-    # Only events around a month boundary's midnight need the (costly) time-zone conversion; the rest
-    # are bucketed by their instant.
+    # Only events around a month boundary's midnight need the (costly) time-zone conversion, once each
+    # (`local_day`, NULL elsewhere); the rest are bucketed by their instant.
     months = range(TRAILING_MONTHS + 1)
-    by_local_day = " ".join(f"WHEN {LOCAL_DAY} >= ? AND {LOCAL_DAY} < ? THEN {TRAILING_MONTHS - i}" for i in months)
-    by_instant = " ".join(f"WHEN e.occurred_at >= ? AND e.occurred_at < ? THEN {TRAILING_MONTHS - i}" for i in months)
+    by_local_day = " ".join(f"WHEN local_day >= ? AND local_day < ? THEN {TRAILING_MONTHS - i}" for i in months)
+    by_instant = " ".join(f"WHEN occurred_at >= ? AND occurred_at < ? THEN {TRAILING_MONTHS - i}" for i in months)
     near_boundary = " OR ".join("(e.occurred_at >= ? AND e.occurred_at < ?)" for _ in bounds)
-    bucket = f"CASE WHEN {near_boundary} THEN CASE {by_local_day} END ELSE CASE {by_instant} END END"
-    bucket_params = [*(t for day in bounds for t in around_midnight(day)),
-                     *(day for i in months for day in (bounds[i], bounds[i + 1])),
-                     *(instant(day) for i in months for day in (bounds[i], bounds[i + 1]))]
     usage = tx.fetchall(f"""
         SELECT account_id, product_id, source, months_back, SUM(quantity) AS units
         FROM (
-            SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id, e.source,
-                   e.quantity, {bucket} AS months_back
-            FROM raw.events e
-            LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
-            WHERE e.occurred_at >= ? AND e.occurred_at < ?
+            SELECT account_id, product_id, source, quantity,
+                   CASE WHEN local_day IS NULL THEN CASE {by_instant} END ELSE CASE {by_local_day} END END AS months_back
+            FROM (
+                SELECT COALESCE(c.billing_account_id, e.customer_id) AS account_id, e.product_id, e.source,
+                       e.quantity, e.occurred_at, CASE WHEN {near_boundary} THEN {LOCAL_DAY} END AS local_day
+                FROM raw.events e
+                LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
+                WHERE e.occurred_at >= ? AND e.occurred_at < ?
+            ) placed
         ) localized
-        WHERE months_back IS NOT NULL
-        GROUP BY account_id, product_id, source, months_back""",
-                        [*bucket_params, *Period(bounds[0], period.end).padded_window()])
+        GROUP BY account_id, product_id, source, months_back""",  # months_back NULL (outside the months): skipped below
+                        [*(instant(day) for i in months for day in (bounds[i], bounds[i + 1])),
+                         *(day for i in months for day in (bounds[i], bounds[i + 1])),
+                         *(t for day in bounds for t in around_midnight(day)),
+                         *Period(bounds[0], period.end).padded_window()])
     per_account: dict[tuple[str, str], dict[int, Decimal]] = {}
     per_source: dict[str, set[int]] = {}
     for account, product, source, back, units in usage:
+        if back is None:  # (a WHERE would make DuckDB convert every time zone twice)
+            continue
         months = per_account.setdefault((account, product), {})
         months[back] = months.get(back, Decimal(0)) + units
         per_source.setdefault(source, set()).add(back)
@@ -444,17 +451,25 @@ def anomalies(tx: Tx, period: Period, catalog: Catalog | None = None, *,
     return CheckOutcome("anomalies", not rows, False, summary, rows)
 
 
-def _files_of_period(period: Period) -> tuple[str, list]:
-    """SQL selecting the file_id's of the period's landed files (see `conservation`), and its parameters."""
-    lo, hi = period.utc_window()
-    on_local_days, local_params = _on_local_days(period)
-    return (f"""
+_PERIOD_FILES: weakref.WeakKeyDictionary[Tx, dict[str, list[str]]] = weakref.WeakKeyDictionary()
+
+
+def _files_of_period(tx: Tx, period: Period) -> tuple[str, list]:
+    """A list of the file_id's of the period's landed files (see `conservation`) for `IN (...)`, and its
+    parameters. Found once per transaction: three checks ask, and finding them scans the month's events."""
+    found = _PERIOD_FILES.setdefault(tx, {})
+    if period.key not in found:
+        lo, hi = period.utc_window()
+        on_local_days, local_params = _on_local_days(period)
+        found[period.key] = [file_id for (file_id,) in tx.fetchall(f"""
             SELECT file_id FROM raw.landed_files WHERE received_at >= ? AND received_at < ?
             UNION
             SELECT e.file_id
             FROM raw.events e
             LEFT JOIN staging.stg_catalog__customers c ON c.customer_id = e.customer_id
-            WHERE {on_local_days}""", [lo, hi, *local_params])
+            WHERE {on_local_days}""", [lo, hi, *local_params])]
+    files = found[period.key]
+    return (", ".join("?" for _ in files) or "NULL"), files
 
 
 SCANNED_BYTES = 1 << 20  # of a rejected file: the dates in its first MiB say which months it may hold
@@ -513,7 +528,7 @@ def rejected_files(tx: Tx, period: Period, catalog: Catalog | None = None) -> Ch
 
 def _quarantine_findings(tx: Tx, period: Period, conflicts: bool) -> list[dict]:
     """Per file of the period and column (conflicting duplicates apart): rows quarantined, and the first."""
-    in_period, params = _files_of_period(period)
+    in_period, params = _files_of_period(tx, period)
     kind = "" if conflicts else "NOT "
     return _rows(tx, f"""
         WITH rows_of_period AS (
