@@ -37,3 +37,21 @@
     {{- {'varchar': 'string', 'text': 'string', 'timestamp with time zone': 'timestamp',
          'timestamptz': 'timestamp'}.get(name, type) -}}
 {%- endmacro %}
+
+{#
+  The value of `value` on the row whose `columns` are the greatest, compared column by column (the
+  first row of the group ordered by each of them descending): an aggregate. DuckDB and Spark find it
+  in one pass over the group (no sort of its rows); PostgreSQL, which has no such aggregate, sorts
+  each group's rows and takes the first. Ties on every column: any of the tied rows' values.
+#}
+{% macro max_by_columns(value, columns) %}{{ return(adapter.dispatch('max_by_columns')(value, columns)) }}{% endmacro %}
+{% macro default__max_by_columns(value, columns) -%}
+    (array_agg({{ value }} order by {% for c in columns %}{{ c }} desc{{ ', ' if not loop.last }}{% endfor %}))[1]
+{%- endmacro %}
+{% macro duckdb__max_by_columns(value, columns) -%}
+    {#- arg_max_null, not arg_max: a NULL value on the greatest row is the answer, not skipped -#}
+    arg_max_null({{ value }}, row({{ columns | join(', ') }}))
+{%- endmacro %}
+{% macro spark__max_by_columns(value, columns) -%}
+    max_by({{ value }}, struct({{ columns | join(', ') }}))
+{%- endmacro %}
