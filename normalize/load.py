@@ -75,6 +75,7 @@ def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceFormat] | Non
         todo = pending(warehouse)
         readable = [(file_id, Path(landing_path), sources[source_name], received_at)
                     for file_id, source_name, _, landing_path, received_at in todo if source_name in sources]
+        keys_checked = False  # raw.event_keys' hash checked by a load committed in this session
         with _Prefetch(readable if PREFETCH else []) as prefetch:
             for file_id, source_name, original_name, landing_path, received_at in todo:
                 source = sources.get(source_name)
@@ -83,8 +84,9 @@ def load_pending(warehouse: Warehouse, sources: Mapping[str, SourceFormat] | Non
                                      f"no source named '{source_name}' is configured; add it to the sources file")
                 else:
                     result = load_file(warehouse, file_id, Path(landing_path), original_name, source,
-                                       received_at=received_at,
+                                       received_at=received_at, check_key_hash=not keys_checked,
                                        prepared=prefetch.batches(file_id) if PREFETCH else None)
+                    keys_checked = keys_checked or result.status == "loaded"
                     if PREFETCH:
                         prefetch.skip(file_id)  # whatever the load did not consume (already loaded, rejected)
                 if on_file:
@@ -190,11 +192,13 @@ class _AlreadyLoaded(Exception):
 
 def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str, source: SourceFormat,
               *, received_at: datetime | None = None, batch_rows: int | None = None,
-              prepared: Iterator[_Prepared] | None = None) -> FileLoad:
+              prepared: Iterator[_Prepared] | None = None, check_key_hash: bool = True) -> FileLoad:
     """Load one landed file in one transaction; `prepared` are its batches if already typed.
 
     `received_at` is the file's landing time (`raw.landed_files.received_at`): events dated more
-    than the source's future margin after it are quarantined (None: now)."""
+    than the source's future margin after it are quarantined (None: now). `check_key_hash=False`:
+    an earlier load of this session committed, so DuckDB's hash of the stored keys was checked
+    (`sync_event_keys`; at 10 M events the check scans every key, per file)."""
     now = datetime.now(UTC)
     try:
         with warehouse.transaction() as tx:
@@ -202,7 +206,7 @@ def load_file(warehouse: Warehouse, file_id: str, path: Path, original_name: str
             status = tx.fetchall(f"SELECT status FROM {RAW_SCHEMA}.landed_files WHERE file_id = ?", [file_id])
             if status and status[0][0] != "landed":
                 raise _AlreadyLoaded(status[0][0])
-            sync_event_keys(tx)  # the history lookup relies on raw.event_keys (DuckDB)
+            sync_event_keys(tx, check_hash=check_key_hash)  # the history lookup relies on raw.event_keys (DuckDB)
             counts = _FileCounts()
             loader = _FileLoader(tx, file_id, source, now)
             for batch in prepared if prepared is not None else _prepare_file(path, source, received_at, batch_rows):

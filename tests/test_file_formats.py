@@ -178,3 +178,47 @@ def test_json_number_quantities_keep_every_digit(tmp_path):
         result = normalized(path)
         assert result.quarantine.height == 0
         assert result.events["quantity"].to_list() == [Decimal(q) for q in exact]
+
+
+_ODD_JSON_ROWS = [
+    '{"event_id":"j1","customer_id":"C1","product_id":"A","quantity":"2","occurred_at":"2026-10-01T00:00:00Z"}',
+    '{"event_id":"j2","customer_id":"C1","product_id":"A","quantity":3,"occurred_at":"2026-10-01T00:00:01Z"}',
+    '{"event_id":"j3","customer_id":"C1","product_id":"A","occurred_at":"2026-10-01T00:00:02Z"}',  # no quantity
+    '{"event_id":"j4","customer_id":"C1","product_id":"A","quantity":true,"occurred_at":"2026-10-01T00:00:03Z"}',
+    '{"event_id":"j5","customer_id":null,"product_id":"A","quantity":"1","occurred_at":"2026-10-01T00:00:04Z"}',
+    '{"event_id":"j6","customer_id":"C1","product_id":"A","quantity":"-1","occurred_at":"2026-10-01T00:00:05Z"}',
+    '{"event_id":"j7","customer_id":"C1","product_id":"A","quantity":"1","occurred_at":"2026-10-01 00:00:06"}',
+    '{"event_id":"j8","customer_id":"C1","product_id":"A","quantity":123456789012345678901234567,'
+    '"occurred_at":"2026-10-01T00:00:07Z"}',  # a huge whole number: exact, and out of range
+    '{"event_id":"j9","customer_id":"C\\u0000","product_id":"A","quantity":"1","occurred_at":"2026-10-01T00:00:08Z"}',
+    '{"event_id":"j10","customer_id":" C1 ","product_id":"A","quantity":"abc","occurred_at":"yesterday"}',
+    '{"event_id":12,"customer_id":"C1","product_id":"A","quantity":"1.5","occurred_at":"2026-10-01T00:00:09Z"}',
+    '{}',
+    '',
+    '  {"event_id":"j13" , "customer_id":"C1","product_id":"A","quantity":1e2,"occurred_at":"2026-10-01T00:00:10Z"} ',
+]
+
+
+def test_json_lines_read_whole_by_path_land_as_read_block_by_block(tmp_path, monkeypatch):
+    # A JSON-lines file of at most one block is parsed by path (Polars' streaming engine); the same
+    # file cut into blocks of a few lines goes through the block path. Every row must end the same:
+    # the same events, the same quarantined rows with the same reasons and raw rows.
+    import normalize.rules as rules
+
+    path = tmp_path / "odd.jsonl"
+    path.write_text("\n".join(_ODD_JSON_ROWS) + "\n", encoding="utf-8")
+    whole = normalized(path)
+    monkeypatch.setattr(rules, "JSONL_BLOCK_BYTES", 300)
+    blocks = normalized(path)
+    assert whole.rows_received == blocks.rows_received == 13
+    assert whole.events.equals(blocks.events) and whole.events.height == 4
+    assert whole.quarantine.equals(blocks.quarantine) and whole.quarantine.height == 9
+
+
+def test_a_malformed_json_line_rejects_the_file_with_polars_reason(tmp_path):
+    # The by-path parse refuses the file, and the block path names the problem, as it always did.
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([_ODD_JSON_ROWS[0], '{"event_id":"j2","customer_id":', _ODD_JSON_ROWS[1]]) + "\n")
+    with pytest.raises(FileRejected) as rejected:
+        read_rows(path, SourceFormat("upload"))
+    assert str(rejected.value) == "'bad.jsonl' cannot be read as jsonl: Syntax at character 30 (':')"

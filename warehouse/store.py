@@ -284,11 +284,14 @@ class Warehouse:
 KEY_SAMPLE_ROWS = 8  # stored events whose keys are recomputed to check DuckDB's hash has not changed
 
 
-def sync_event_keys(tx: Tx) -> bool:
+def sync_event_keys(tx: Tx, *, check_hash: bool = True) -> bool:
     """Make `raw.event_keys` hold exactly the key of every row of raw.events (DuckDB); True if rebuilt.
 
     Cheap when in order (two row counts from metadata and a look-up of a few keys); otherwise the
-    table is rebuilt from raw.events inside `tx` (one scan of the stored ids).
+    table is rebuilt from raw.events inside `tx` (one scan of the stored ids). `check_hash=False`
+    skips the look-up of a few keys (a scan of every key): for a caller that already made this
+    check in this process on this warehouse, and wrote every key since (DuckDB's hash does not
+    change while a process runs); the row counts are still compared.
     """
     if tx.dialect != "duckdb":
         return False
@@ -296,7 +299,7 @@ def sync_event_keys(tx: Tx) -> bool:
     create(tx, [EVENT_KEYS_TABLE])
     stored = tx.fetchall(f"SELECT (SELECT count(*) FROM {RAW_SCHEMA}.events), (SELECT count(*) FROM {keys})")[0]
     in_order = stored[0] == stored[1]
-    if in_order and stored[0]:
+    if in_order and stored[0] and check_hash:
         expression = EVENT_KEY.format(source="source", event_id="event_id")
         sample = [row[0] for row in tx.fetchall(
             f"SELECT DISTINCT {expression} FROM (SELECT source, event_id FROM {RAW_SCHEMA}.events "
