@@ -398,7 +398,7 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
     stages.append(m.figure)
 
     with measure("check", events=in_month) as m:
-        outcomes = runner.check(settings, warehouse, period, prerated=rerating.result())
+        outcomes = runner.check(settings, warehouse, period, prerated=runner.rerating_made(rerating))
         runner.record_rating_run(settings, warehouse, period, outcomes, inputs=inputs.inputs)  # as billing run
     passed = sum(1 for o in outcomes if o.passed)
     failed = [o.name for o in outcomes if not o.passed]

@@ -152,7 +152,7 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
             runner.rate(settings, period)
         with _stage("check"):
             outcomes = runner.check_month(settings, warehouse, period, run_id, inputs=inputs.inputs,
-                                          prerated=rerating.result())
+                                          prerated=runner.rerating_made(rerating))
     suites = None
     if expectations:
         with _stage("expectations (Great Expectations suites)"):

@@ -163,6 +163,15 @@ def start_rerating(warehouse: Warehouse, period: Period) -> Future:
     return future
 
 
+def rerating_made(future: Future):
+    """The re-rating `start_rerating` made, or None if it failed: then the check re-rates by itself,
+    and an error that is real is raised there."""
+    try:
+        return future.result()
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def check(settings: Settings, warehouse: Warehouse, period: Period, run_id: str | None = None, prerated=None):
     """Run the quality checks on the rated period, by the catalog in the warehouse (the one dbt priced
     with, never the file, which may have changed since); findings are recorded under `run_id`.
@@ -190,7 +199,7 @@ def rerate(settings: Settings, period: Period):
     inputs = inputs_unchanged(settings, warehouse, period).inputs
     rerating = start_rerating(warehouse, period)
     rate(settings, period)
-    return check_month(settings, warehouse, period, inputs=inputs, prerated=rerating.result())
+    return check_month(settings, warehouse, period, inputs=inputs, prerated=rerating_made(rerating))
 
 
 def record_rating_run(settings: Settings, warehouse: Warehouse, period: Period, outcomes,
