@@ -104,9 +104,9 @@ class _Prepared:
 
 def _prepare(rows: pl.DataFrame, source: SourceFormat, received_at: datetime | None) -> _Prepared:
     normalized = normalize_frame(rows, source, received_at=received_at)
-    # One chunk per column, made here in the thread that prepares batches: the writing thread hands
-    # the events to DuckDB as Arrow, and a frame whose columns are in many chunks (a parse makes
-    # dozens) would be copied into one there, on the critical path.
+    # One chunk per column (normalize_frame's events usually are), made here in the thread that
+    # prepares batches: the writing thread hands the events to DuckDB as Arrow, and a frame whose
+    # columns are chunked apart would be copied into one there, on the critical path.
     normalized.events = normalized.events.rechunk()
     return _Prepared(normalized, split_in_file_duplicates(normalized.events, source.name))
 

@@ -222,3 +222,16 @@ def test_a_malformed_json_line_rejects_the_file_with_polars_reason(tmp_path):
     with pytest.raises(FileRejected) as rejected:
         read_rows(path, SourceFormat("upload"))
     assert str(rejected.value) == "'bad.jsonl' cannot be read as jsonl: Syntax at character 30 (':')"
+
+
+@pytest.mark.parametrize("piece", [1, 5, 16, 17, 64])
+def test_a_long_json_number_is_kept_exact_wherever_the_scan_cuts_the_file(tmp_path, monkeypatch, piece):
+    # The scan for numbers a float would round reads the file a piece at a time; a run of digits
+    # across two pieces must be seen as well (else that quantity would lose its last digits).
+    import normalize.rules as rules
+
+    monkeypatch.setattr(rules, "_SCAN_PIECE", piece)
+    path = tmp_path / "u.jsonl"
+    path.write_text('{"event_id":"e1","customer_id":"C1","product_id":"A","quantity": 1234567.123456789,'
+                    '"occurred_at":"2026-10-01T00:00:00Z"}\n')
+    assert normalized(path).events["quantity"].to_list() == [Decimal("1234567.123456789")]
