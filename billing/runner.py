@@ -121,27 +121,43 @@ class RunSummary:
 RATING_MODULES = {"duckdb": ("dbt.cli.main", "dbt.adapters.duckdb"),
                   "postgres": ("dbt.cli.main", "dbt.adapters.postgres"),
                   "spark": ("dbt.cli.main", "dbt.adapters.spark")}
+WARM_UP_TIMEOUT_S = 900  # a first parse of the project takes ~10 s; this is for a hung one
 
 
-def warm_up_rating(settings: Settings) -> threading.Thread:
-    """Import dbt in a background thread, so the rate stage that follows does not wait for it.
+def warm_up_rating(settings: Settings, period: Period) -> threading.Thread:
+    """Start, in a background thread, what the rate stage pays before dbt runs a node: dbt's import and
+    its first invocation's startup (billing.rating.warm_up: the parse if none is kept, the project, the
+    profile, the adapter). Join it with `wait_for_warm_up` before rating.
 
     `billing run` starts it before normalizing files, which spends its time in Polars and DuckDB with
-    the GIL released, so the import mostly runs on the other core for free. Only worth it when rating
+    the GIL released, so the warm-up mostly runs on the other core for free. Only worth it when rating
     follows in this process and there is work to overlap: not in Dagster's collect job, not in a rerun
-    with nothing new. A failed import is left for the rate stage to raise, with its real traceback."""
+    with nothing new. A failure is left for the rate stage to raise, with its real traceback."""
     def load() -> None:
         import importlib
 
-        for name in RATING_MODULES.get(settings.engine, RATING_MODULES["duckdb"]):
-            try:
+        try:
+            for name in RATING_MODULES.get(settings.engine, RATING_MODULES["duckdb"]):
                 importlib.import_module(name)
-            except Exception:  # noqa: BLE001 (the rate stage imports it again and reports the error)
-                return
+            from .rating import warm_up
+
+            warm_up(settings, period)
+        except Exception:  # noqa: BLE001 (the rate stage runs dbt again and reports the error)
+            return
 
     thread = threading.Thread(target=load, name="warm-up-dbt", daemon=True)
     thread.start()
     return thread
+
+
+def wait_for_warm_up(thread: threading.Thread | None) -> None:
+    """Wait for `warm_up_rating` to end: dbt must not be invoked twice at once in a process."""
+    if thread is None:
+        return
+    thread.join(WARM_UP_TIMEOUT_S)
+    if thread.is_alive():
+        raise RuntimeError(f"dbt's warm-up (import and parse) did not end in {WARM_UP_TIMEOUT_S} s; run again, "
+                           "and if it hangs again, run `dbt parse` in dbt_project/ to see where")
 
 
 def rate(settings: Settings, period: Period) -> list[dict]:
