@@ -34,6 +34,9 @@ from .model import (
 # What each kind of entry may hold (docs/catalog.md). Any other key is refused, naming the nearest
 # known one: a misspelt key (`included` for `included_units`) must never be ignored silently.
 SECTIONS = ("products", "rate_classes", "customers", "contracts", "account_products")
+# libyaml's safe loader when PyYAML has it (its wheels do): parses the same documents ~10x faster than the
+# pure-Python one, which took ~1 s of every run on the demo's 240-customer catalog.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 PRICE_FIELDS = {  # the fields of a price besides `model`, per model
     "per_unit": ("unit_price", "included_units"),
     "graduated": ("tiers", "included_units"),
@@ -224,7 +227,7 @@ def load_catalog(path: str | Path, content: bytes | None = None) -> Catalog:
     except UnicodeDecodeError as exc:
         raise CatalogError(path, "file", f"is not UTF-8 text ({exc}); save it as UTF-8") from None
     try:
-        doc = yaml.safe_load(text) or {}
+        doc = yaml.load(text, Loader=SAFE_LOADER) or {}
     except yaml.YAMLError as exc:
         raise CatalogError(path, "file", f"is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
