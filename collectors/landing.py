@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import BinaryIO
 from warehouse.store import RAW_SCHEMA, Warehouse
 
 _CHUNK = 1 << 20
+_PUBLISHING = threading.Lock()  # a stored file's check-then-rename, for collectors storing in threads
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,12 @@ def land_stream(warehouse: Warehouse, landing_dir: Path, src: BinaryIO, *, sourc
     FileChanged is raised with nothing landed or registered.
     """
     stored = store_stream(landing_dir, src, original_name=original_name, unchanged=unchanged)
+    return register_stored(warehouse, stored, source=source, collector=collector, original_name=original_name)
+
+
+def register_stored(warehouse: Warehouse, stored: Stored, *, source: str, collector: str,
+                    original_name: str) -> Landed:
+    """Record the delivery of what `store_stream` kept (the manifest), in one transaction."""
     file_id, target, size = stored.sha256, stored.path, stored.size_bytes
     now = datetime.now(UTC)
     with warehouse.transaction() as tx:
@@ -108,11 +116,12 @@ def store_stream(landing_dir: Path, src: BinaryIO, *, original_name: str,
             if not target.exists():
                 out.flush()
                 os.fsync(out.fileno())
-        if target.exists():
-            Path(tmp).unlink()
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, target)
+        with _PUBLISHING:  # two threads storing the same bytes: the second finds the first's file
+            if target.exists():
+                Path(tmp).unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

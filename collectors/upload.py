@@ -25,6 +25,7 @@ import stat
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING
 from formats import Section
 from warehouse.store import Warehouse
 
-from .landing import FileChanged, Landed, land_stream
+from .landing import FileChanged, Landed, Stored, register_stored, store_stream
 from .registry import CollectContext, CollectorKind, Fingerprint, digest, register, within
 from .sources import DEFAULT_SOURCE, SourceConfig
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_UPLOAD_BYTES = 2 << 30  # a dropped file larger than this is refused (moved to <inbox>/refused/)
 DEFAULT_SETTLE_SECONDS = 2.0  # an inbox file modified more recently is watched this long before it is taken
 INBOX_LISTING_TIMEOUT_SECONDS = 10.0  # a sensor's listing of the inbox folders
+STORE_THREADS = 2  # files copied into the landing zone at once (collect_inbox)
 
 
 @dataclass(frozen=True)
@@ -150,16 +152,26 @@ def collect_inbox(warehouse: Warehouse, inbox: Path, landing_dir: Path, *, sourc
                 on_refused(kept, reason)
             continue
         candidates.append((path, st))
-    for path, st in _settled(candidates, settle_seconds, on_waiting, sleep):
-        try:
-            landed = _land(warehouse, landing_dir, path, st, source)
-        except FileChanged as exc:
-            log.info("source %s: %s: %s; next collection", source, path, exc)
-            if on_waiting:
-                on_waiting(path, "changed while it was being collected; left in the inbox for the next collection")
-            continue
-        path.replace(_free_name(_subfolder(inbox, PROCESSED) / path.name))
-        yield landed
+    settled = _settled(candidates, settle_seconds, on_waiting, sleep)
+    # The files are copied, hashed and fsynced by STORE_THREADS threads (hashlib and the disk release
+    # the GIL: one file's fsync waits while the next is copied), and registered here one by one, in
+    # order, as before. What a stopped collection stored and did not register is registered by the next.
+    pool = ThreadPoolExecutor(max_workers=STORE_THREADS, thread_name_prefix="collect-store")
+    try:
+        stores = [(path, pool.submit(_store, landing_dir, path, st)) for path, st in settled]
+        for path, store in stores:
+            try:
+                stored = store.result()
+            except FileChanged as exc:
+                log.info("source %s: %s: %s; next collection", source, path, exc)
+                if on_waiting:
+                    on_waiting(path, "changed while it was being collected; left in the inbox for the next collection")
+                continue
+            landed = register_stored(warehouse, stored, source=source, collector="upload", original_name=path.name)
+            path.replace(_free_name(_subfolder(inbox, PROCESSED) / path.name))
+            yield landed
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def not_a_file(st: os.stat_result) -> str | None:
@@ -204,8 +216,8 @@ def _settled(candidates: list[tuple[Path, os.stat_result]], settle_seconds: floa
     return sorted(settled, key=lambda item: item[0])
 
 
-def _land(warehouse: Warehouse, landing_dir: Path, path: Path, st: os.stat_result, source: str) -> Landed:
-    """Land the file if it is still the regular file `st` describes, before, during and after the copy."""
+def _store(landing_dir: Path, path: Path, st: os.stat_result) -> Stored:
+    """Store the file if it is still the regular file `st` describes, before, during and after the copy."""
     try:  # O_NOFOLLOW: a link put in its place since the listing is not opened; O_NONBLOCK: nor waited on (FIFO)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
@@ -220,8 +232,7 @@ def _land(warehouse: Warehouse, landing_dir: Path, path: Path, st: os.stat_resul
     with os.fdopen(fd, "rb") as src:
         if not unchanged():
             raise FileChanged("changed since it was listed")
-        return land_stream(warehouse, landing_dir, src, source=source, collector="upload", original_name=path.name,
-                           unchanged=unchanged)
+        return store_stream(landing_dir, src, original_name=path.name, unchanged=unchanged)
 
 
 def _set_aside(inbox: Path, path: Path, reason: str) -> Path:

@@ -217,3 +217,29 @@ def test_a_refused_link_is_reported_by_billing_run_with_its_name_and_why(billing
     assert "refused" in out and "usage.csv: is a symbolic link" in out
     con = duckdb.connect(str(billing_env / "warehouse.duckdb"))
     assert con.execute("SELECT count(*) FROM raw.landed_files").fetchall() == [(0,)]
+
+
+def test_files_stored_side_by_side_are_registered_in_order_and_the_same_bytes_kept_once(tmp_path, monkeypatch):
+    # collect_inbox copies files in threads (collectors.upload.STORE_THREADS) and registers them in name
+    # order; two deliveries of the same bytes, stored at the same time, keep one file and two receipts.
+    import collectors.upload as upload
+
+    monkeypatch.setattr(upload, "STORE_THREADS", 3)
+    inbox, landing = tmp_path / "inbox", tmp_path / "landing"
+    inbox.mkdir()
+    bodies = {f"u{i}.csv": CSV.replace("e1", f"e{i}") for i in range(6)}
+    bodies["u6.csv"] = bodies["u2.csv"]  # the same bytes twice
+    for name, body in bodies.items():
+        (inbox / name).write_text(body)
+        backdate(inbox / name)
+    warehouse = new_warehouse(tmp_path)
+    landed = list(collect_inbox(warehouse, inbox, landing, sleep=must_not_wait))
+    assert [item.original_name for item in landed] == sorted(bodies)
+    assert [item.is_new for item in landed] == [True] * 6 + [False]
+    assert landed[6].landing_path == landed[2].landing_path
+    assert len([p for p in landing.rglob("*") if p.is_file()]) == 6  # no temporary file left either
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == sorted(bodies)
+    with warehouse.transaction() as tx:
+        assert tx.fetchall("SELECT count(*) FROM raw.file_receipts") == [(7,)]
+        assert [r[0] for r in tx.fetchall("SELECT original_name FROM raw.landed_files ORDER BY received_at")] \
+            == sorted(bodies)[:6]
