@@ -18,7 +18,8 @@ from support import ROOT
 
 PROJECT = ROOT / "dbt_project"
 VARS = json.dumps({"period_start": "2026-10-01", "period_end": "2026-11-01"})
-EXPECTED = {"rate_hierarchy_precedence_across_effective_dates", "pricing_models_at_tier_boundaries"}
+EXPECTED = {"rate_hierarchy_precedence_across_effective_dates", "pricing_models_at_tier_boundaries",
+            "last_quantity_is_the_latest_event_with_tie_breaks"}
 
 
 def dbt(tmp: Path, *args: str) -> subprocess.CompletedProcess:
