@@ -176,16 +176,18 @@ def warm_up(settings: Settings, period: Period | None = None) -> None:
     loading it, the profile, the project and the adapter cost (a `dbt ls` on the kept parse: about 2 s
     of a rate stage's 3 s startup; the next invocation starts in under 1 s). `ls` never connects to the
     warehouse, so this may run in a background thread beside a writer of the DuckDB file (`billing run`
-    normalizing files). Best effort: a failure is left for the rate stage to raise with its own message.
+    normalizing files). On Spark only dbt's import and adapter. Best effort: a failure is left for the rate
+    stage to raise with its own message.
     The period is only what the parse sees (nothing it renders depends on it; tests/test_rating_parse.py)."""
-    if settings.engine == "spark":  # Spark's rating starts a session and exports first: nothing to gain here
-        return
-    from dbt.cli.main import dbtRunner
-
     from core.periods import month_window
 
     period = period or month_window("2026-01")
     try:
+        from dbt.cli.main import dbtRunner
+
+        if settings.engine == "spark":  # its rating starts a session and exports first: the import is what helps
+            import dbt.adapters.spark  # noqa: F401
+            return
         keep_parse(settings, period)
         with environment(dbt_env(settings)):
             target = _target_path(())

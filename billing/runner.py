@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 from catalog.land import CatalogLoad, land_catalog
 from collectors import registry
@@ -109,18 +108,6 @@ def has_pending_files(warehouse: Warehouse) -> bool:
     return bool(pending(warehouse))
 
 
-@dataclass
-class RunSummary:
-    period: Period
-    landed: list[Landed] = field(default_factory=list)
-    loads: list[FileLoad] = field(default_factory=list)
-
-
-# dbt's modules and the engine's adapter: what `import` costs before dbt can start (about 3 s of
-# mostly GIL-bound CPU on 2 cores).
-RATING_MODULES = {"duckdb": ("dbt.cli.main", "dbt.adapters.duckdb"),
-                  "postgres": ("dbt.cli.main", "dbt.adapters.postgres"),
-                  "spark": ("dbt.cli.main", "dbt.adapters.spark")}
 WARM_UP_TIMEOUT_S = 900  # a first parse of the project takes ~10 s; this is for a hung one
 
 
@@ -133,19 +120,9 @@ def warm_up_rating(settings: Settings, period: Period) -> threading.Thread:
     the GIL released, so the warm-up mostly runs on the other core for free. Only worth it when rating
     follows in this process and there is work to overlap: not in Dagster's collect job, not in a rerun
     with nothing new. A failure is left for the rate stage to raise, with its real traceback."""
-    def load() -> None:
-        import importlib
+    from .rating import warm_up
 
-        try:
-            for name in RATING_MODULES.get(settings.engine, RATING_MODULES["duckdb"]):
-                importlib.import_module(name)
-            from .rating import warm_up
-
-            warm_up(settings, period)
-        except Exception:  # noqa: BLE001 (the rate stage runs dbt again and reports the error)
-            return
-
-    thread = threading.Thread(target=load, name="warm-up-dbt", daemon=True)
+    thread = threading.Thread(target=warm_up, args=(settings, period), name="warm-up-dbt", daemon=True)
     thread.start()
     return thread
 
