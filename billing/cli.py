@@ -135,8 +135,6 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
     with _stage("collect sources"):
         landed = runner.collect(settings, warehouse, _say)
     with _stage("normalize"):
-        # rating follows: dbt's import and startup overlap the loads
-        warming = runner.warm_up_rating(settings, period) if runner.has_pending_files(warehouse) else None
         loads = runner.normalize(settings, warehouse, _say)
     with _stage("compare inputs"):
         inputs = runner.inputs_unchanged(settings, warehouse, period)
@@ -148,7 +146,6 @@ def bill_month(settings: Settings, month: str, expectations: bool = False, force
         if inputs.previous is not None:
             _say(inputs.describe())
         with _stage("rate (dbt build)"):
-            runner.wait_for_warm_up(warming)
             rerating = runner.start_rerating(warehouse, period)  # the checks' re-rating, beside dbt
             runner.rate(settings, period)
         with _stage("check"):

@@ -170,35 +170,6 @@ def keep_parse(settings: Settings, period: Period) -> bool:
     return True
 
 
-def warm_up(settings: Settings, period: Period | None = None) -> None:
-    """Do ahead what the first dbt invocation of a process pays whatever the month, so that a rate stage
-    that follows in this process starts at once: the parse when none is kept (keep_parse), then what
-    loading it, the profile, the project and the adapter cost (a `dbt ls` on the kept parse: about 2 s
-    of a rate stage's 3 s startup; the next invocation starts in under 1 s). `ls` never connects to the
-    warehouse, so this may run in a background thread beside a writer of the DuckDB file (`billing run`
-    normalizing files). On Spark only dbt's import and adapter. Best effort: a failure is left for the rate
-    stage to raise with its own message.
-    The period is only what the parse sees (nothing it renders depends on it; tests/test_rating_parse.py)."""
-    from core.periods import month_window
-
-    period = period or month_window("2026-01")
-    try:
-        from dbt.cli.main import dbtRunner
-
-        if settings.engine == "spark":  # its rating starts a session and exports first: the import is what helps
-            import dbt.adapters.spark  # noqa: F401
-            return
-        keep_parse(settings, period)
-        with environment(dbt_env(settings)):
-            target = _target_path(())
-            manifest = _parsed_manifest(target / PARSED / f"{_parse_key()}.msgpack")
-            if manifest is not None:
-                dbtRunner(manifest=manifest).invoke(dbt_args(
-                    "ls", period, ["--quiet", "--log-level", "none", "--log-level-file", "none", "--no-write-json"]))
-    except Exception:  # noqa: BLE001 (the rate stage runs dbt again and reports what went wrong)
-        return
-
-
 def _invoke(settings: Settings, period: Period, command: str, extra: Sequence[str] = ()) -> list[dict]:
     from dbt.cli.main import dbtRunner
 

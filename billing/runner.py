@@ -8,7 +8,6 @@ Stages: prepare -> catalog -> collect -> normalize (Dagster: the `collect_source
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -19,7 +18,7 @@ from collectors.registry import CollectContext
 from collectors.sources import SourceConfig, SourceConfigError, file_formats, load_sources
 from core.config import Settings
 from core.periods import Period
-from normalize.load import FileLoad, load_pending, pending
+from normalize.load import FileLoad, load_pending
 from warehouse.store import Warehouse, open_warehouse
 
 Progress = Callable[[str], None]
@@ -101,40 +100,6 @@ def normalize(settings: Settings, warehouse: Warehouse, progress: Progress | Non
                      f"{result.rows_quarantined} quarantined, {result.rows_duplicate} duplicates")
 
     return list(load_pending(warehouse, file_formats(load_sources(settings.sources)), on_file=report))
-
-
-def has_pending_files(warehouse: Warehouse) -> bool:
-    """Whether landed files wait to be normalized."""
-    return bool(pending(warehouse))
-
-
-WARM_UP_TIMEOUT_S = 900  # a first parse of the project takes ~10 s; this is for a hung one
-
-
-def warm_up_rating(settings: Settings, period: Period) -> threading.Thread:
-    """Start, in a background thread, what the rate stage pays before dbt runs a node: dbt's import and
-    its first invocation's startup (billing.rating.warm_up: the parse if none is kept, the project, the
-    profile, the adapter). Join it with `wait_for_warm_up` before rating.
-
-    `billing run` starts it before normalizing files, which spends its time in Polars and DuckDB with
-    the GIL released, so the warm-up mostly runs on the other core for free. Only worth it when rating
-    follows in this process and there is work to overlap: not in Dagster's collect job, not in a rerun
-    with nothing new. A failure is left for the rate stage to raise, with its real traceback."""
-    from .rating import warm_up
-
-    thread = threading.Thread(target=warm_up, args=(settings, period), name="warm-up-dbt", daemon=True)
-    thread.start()
-    return thread
-
-
-def wait_for_warm_up(thread: threading.Thread | None) -> None:
-    """Wait for `warm_up_rating` to end: dbt must not be invoked twice at once in a process."""
-    if thread is None:
-        return
-    thread.join(WARM_UP_TIMEOUT_S)
-    if thread.is_alive():
-        raise RuntimeError(f"dbt's warm-up (import and parse) did not end in {WARM_UP_TIMEOUT_S} s; run again, "
-                           "and if it hangs again, run `dbt parse` in dbt_project/ to see where")
 
 
 def rate(settings: Settings, period: Period) -> list[dict]:

@@ -83,17 +83,3 @@ def test_the_parse_does_not_depend_on_the_period(tmp_path, monkeypatch):
               for uid in september if september[uid] != october[uid]}
     assert not differ, f"parsed differently for another month (configs rendered with the period's vars): {differ}"
 
-
-def test_the_warm_up_keeps_a_parse_and_never_opens_the_warehouse(tmp_path, monkeypatch):
-    """`billing run` warms dbt up beside the normalize stage, which is writing the DuckDB file: the warm-up
-    must leave a kept parse for the rate stage and must not connect (it would make the file or lock it)."""
-    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    (tmp_path / "billing.yaml").write_text("# defaults\n")
-    settings = load_settings(env={"BILLING_HOME": str(tmp_path), "BILLING_CONFIG": str(tmp_path / "billing.yaml")})
-    rating.warm_up(settings, month_window("2026-10"))
-    kept = list((tmp_path / "target" / rating.PARSED).glob("*.msgpack"))
-    with rating.environment(rating.dbt_env(settings)):
-        key = rating._parse_key()  # the one the rate stage looks for
-    assert [path.name for path in kept] == [f"{key}.msgpack"]
-    assert not settings.duckdb_path.exists()
