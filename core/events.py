@@ -27,12 +27,17 @@ class Column:
     polars: pl.DataType
     received: bool  # a field each source delivers (the rest are added by normalization)
     description: str
+    duckdb_storage: str = ""  # DuckDB only: how the column is stored, after its type (see event_id)
 
 
 COLUMNS: tuple[Column, ...] = (
     Column("source", "VARCHAR", pl.String(), False, "the configured source that delivered the file"),
     Column("event_id", "VARCHAR", pl.String(), True,
-           "the source's id of the event ((source, event_id) is unique; derived when a source has none)"),
+           "the source's id of the event ((source, event_id) is unique; derived when a source has none)",
+           # Ids are unique, so DuckDB's string compression (FSST) gains little on them and cost about a
+           # quarter of normalize's INSERT into raw.events (docs/benchmark.md); stored plainly, a 10 M
+           # month's ids take ~170 MB more on disk and are scanned faster.
+           duckdb_storage="USING COMPRESSION uncompressed"),
     Column("customer_id", "VARCHAR", pl.String(), True, "the customer, as the source names it"),
     Column("product_id", "VARCHAR", pl.String(), True, "the product (meter), as the source names it"),
     Column("quantity", QUANTITY_DIGITS.sql, QUANTITY, True, "units used, an exact decimal >= 0"),
@@ -56,6 +61,7 @@ def polars_schema(names: tuple[str, ...] = STORED) -> dict[str, pl.DataType]:
     return {name: BY_NAME[name].polars for name in names}
 
 
-def sql_columns() -> str:
-    """raw.events' column definitions, as its DDL takes them (warehouse/schema.py)."""
-    return ", ".join(f"{c.name} {c.sql} NOT NULL" for c in COLUMNS)
+def sql_columns(dialect: str = "postgres") -> str:
+    """raw.events' column definitions in this engine's DDL (warehouse/schema.py)."""
+    return ", ".join(f"{c.name} {c.sql} NOT NULL" + (f" {c.duckdb_storage}" if dialect == "duckdb" and c.duckdb_storage
+                                                      else "") for c in COLUMNS)

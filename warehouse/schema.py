@@ -189,6 +189,7 @@ class Table:
     added: tuple[str, ...] = ()  # columns added after warehouses were created: added where missing
     postgres: tuple[str, ...] = ()  # PostgreSQL only, after creating it ({table}: schema.name), e.g. an index
     dialects: tuple[str, ...] = ("duckdb", "postgres")  # the engines whose warehouse has it
+    duckdb_columns: str | None = None  # DuckDB's column definitions, where they add storage hints to `columns`
 
     @property
     def qualified(self) -> str:
@@ -197,7 +198,8 @@ class Table:
     def ddl(self, dialect: str) -> list[str]:
         if dialect not in self.dialects:
             return []
-        return [f"CREATE TABLE IF NOT EXISTS {self.qualified} ({self.columns})",
+        columns = self.duckdb_columns if dialect == "duckdb" and self.duckdb_columns else self.columns
+        return [f"CREATE TABLE IF NOT EXISTS {self.qualified} ({columns})",
                 *(f"ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS {column}" for column in self.added),
                 *(s.format(table=self.qualified) for s in (self.postgres if dialect == "postgres" else ()))]
 
@@ -247,6 +249,7 @@ RAW_TABLES = register(*(
           + (("catalog_sha256 VARCHAR",) if name in CATALOG_TABLES else ()),
           # PostgreSQL looks ids up through an index (the dedup against history, normalize/load.py)
           postgres=("CREATE INDEX IF NOT EXISTS events_source_event_id ON {table} (source, event_id)",)
-          if name == "events" else ())
+          if name == "events" else (),
+          duckdb_columns=events.sql_columns("duckdb") if name == "events" else None)
     for name, columns in TABLES.items()))
 EVENT_KEYS_TABLE, = register(Table(RAW_SCHEMA, EVENT_KEYS, EVENT_KEYS_COLUMNS, dialects=("duckdb",)))
