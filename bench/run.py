@@ -273,6 +273,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     formats: str = "mixed"
     rerun: Figure | None = None  # `billing run` again with nothing new (its own process)
+    floors: list[Figure] = field(default_factory=list)  # bench/floors.py
 
 
 FORMATS = {"mixed": ("csv", "jsonl"), "csv": ("csv",), "jsonl": ("jsonl",)}  # --formats -> generate_demo
@@ -384,6 +385,9 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
         rerating = runner.start_rerating(warehouse, period)  # as billing run: the checks' re-rating, beside dbt
         nodes = runner.rate(settings, period)
     build = _dbt_build_seconds(home)
+    from .floors import node_seconds
+
+    one_query = node_seconds(home / "dbt-target" / "run_results.json", "int_usage_days_aggregated")  # a floor
     m.figure.note = f"dbt build {period.key}: import {dbt_import:.1f} s"
     if build is not None:
         m.figure.note += f" + startup {m.figure.seconds - dbt_import - build:.1f} s (parse kept)"
@@ -419,6 +423,13 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
             rerated = rerate_warehouse(tx, read_from_warehouse(tx), period)
     m.figure.note = f"quality.rerate.rerate_warehouse: {rerated.lines.height:,} lines (not a stage)"
     result.extra.append(m.figure)
+
+    # The floors: the bare work of each stage on the same files (bench/floors.py), and what they allow at best.
+    from .floors import bound, measure_floors
+
+    usage_paths = [item.landing_path for item in landed if item.is_new]
+    result.floors = measure_floors(usage_paths, home, env, period.key, received, one_query)
+    result.notes.append(bound(result.floors, received, os.cpu_count() or 1))
 
     csv_paths = [item.landing_path for item in landed if item.is_new and item.original_name.endswith(".csv")]
     result.csv_files = len(csv_paths)
@@ -551,6 +562,9 @@ def report(result: Result, events: int, elapsed: float) -> None:
         console.print(_table("The everyday rerun: nothing new since the month was rated", [result.rerun]))
     if result.extra:
         console.print(_table("Not a stage: measured on their own", result.extra))
+    if result.floors:
+        console.print(_table("Floors: each stage's bare work, nothing of ours around it (bench/floors.py)",
+                             result.floors))
     console.print(_table(f"CSV only: parse + type {result.csv_files} CSV files, "
                          f"{result.csv_bytes / 1e6:,.0f} MB (no warehouse writes)", result.csv))
     console.print("[dim]polars rules = normalize.rules.read_rows + normalize_frame per file (what the normalize "
