@@ -429,7 +429,8 @@ def run_pipeline(home: Path, events: int, customers: int, repeat: int = 3, forma
 
     usage_paths = [item.landing_path for item in landed if item.is_new]
     result.floors = measure_floors(usage_paths, home, env, period.key, received, one_query)
-    result.notes.append(bound(result.floors, received, os.cpu_count() or 1))
+    collect_cpu = next(f.cpu_seconds for f in stages if f.name == "collect")
+    result.notes.append(bound(result.floors, received, os.cpu_count() or 1, collect_cpu))
 
     csv_paths = [item.landing_path for item in landed if item.is_new and item.original_name.endswith(".csv")]
     result.csv_files = len(csv_paths)
