@@ -23,8 +23,10 @@ FCT_INVOICES = dg.AssetKey(["marts", "fct_invoices"])
 FORCE_TAG = "billing/force"
 
 # (run id, month) -> billing.month_inputs.Comparison, made before rating: every step of the run decides
-# by the same one (the steps run in one process, definitions.py).
+# by the same one (the steps run in one process, definitions.py). Only the latest KEPT_RUNS are kept, so a
+# long-lived process does not grow with every run it has made.
 _compared: dict[tuple[str, str], object] = {}
+KEPT_RUNS = 64
 
 
 def rates_the_month(context) -> bool:
@@ -44,6 +46,8 @@ def comparison(context, settings: Settings, warehouse: Warehouse, period: Period
     key = (context.run.run_id, period.key)
     if key not in _compared:
         _compared[key] = runner.inputs_unchanged(settings, warehouse, period)
+        while len(_compared) > KEPT_RUNS:  # the oldest first (dicts keep insertion order)
+            del _compared[next(iter(_compared))]
     return _compared[key]
 
 

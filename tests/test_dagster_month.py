@@ -163,3 +163,23 @@ def test_a_month_job_with_nothing_new_keeps_the_month_as_billing_run_does(jobs):
     assert query(home, "SELECT run_id FROM ledger.rating_runs WHERE period = '2026-10' ORDER BY finished_at") == [
         *runs, (forced.run_id,)]
     assert totals(home, "2026-10") == before
+
+
+def test_the_month_jobs_comparisons_are_kept_for_the_latest_runs_only(monkeypatch):
+    """A long-lived Dagster process keeps one comparison per run and month it rated, not one per run ever made."""
+    from types import SimpleNamespace
+
+    from billing import runner
+    from core.periods import month_window
+    from pipelines import month
+
+    made = []
+    monkeypatch.setattr(runner, "inputs_unchanged", lambda settings, warehouse, period: made.append(1) or len(made))
+    monkeypatch.setattr(month, "_compared", {})
+    period = month_window("2026-10")
+    for n in range(month.KEPT_RUNS * 3):
+        context = SimpleNamespace(run=SimpleNamespace(run_id=f"run-{n}", asset_selection=None, tags={}))
+        assert month.comparison(context, None, None, period) == n + 1
+        assert month.comparison(context, None, None, period) == n + 1  # the same run: made once
+    assert len(made) == month.KEPT_RUNS * 3
+    assert len(month._compared) == month.KEPT_RUNS
