@@ -89,6 +89,12 @@ MINOR_UNITS: dict[str, int] = {
 MONEY = Digits(38 - max(MINOR_UNITS.values()), max(MINOR_UNITS.values()))
 
 
+# The ledger keeps what was issued in one type wide enough for each value it holds: rounded amounts
+# (MONEY's places), quantities (QUANTITY's) and unit prices and fees (12 places), so a column need not
+# know which it holds; and a tier's unrounded amount as exact as the rating made it (AMOUNT's places).
+LEDGER = Digits(38 - PRICE.fraction, PRICE.fraction)  # DECIMAL(38, 12): ledger/schema.py, macros/ledger.sql
+LEDGER_EXACT = Digits(38 - AMOUNT.fraction, AMOUNT.fraction)  # DECIMAL(38, 21)
+
 def minor_units(currency: str) -> int:
     """Digits after the decimal point for an ISO 4217 currency code."""
     try:

@@ -10,12 +10,13 @@ PostgreSQL; dbt reads these tables as the `ledger` source.
 
 from __future__ import annotations
 
+from core import money
 from warehouse.schema import Table, register
 from warehouse.schema import ddl as _ddl
 
 SCHEMA = "ledger"
-MONEY = "DECIMAL(38, 12)"  # amounts as issued (already rounded to the currency) and unit prices
-EXACT = "DECIMAL(38, 21)"  # a tier's unrounded amount, as exact as the rating's (core/money.py limits)
+MONEY = money.LEDGER.sql  # amounts as issued (already rounded to the currency), quantities and unit prices
+EXACT = money.LEDGER_EXACT.sql  # a tier's unrounded amount, as exact as the rating's
 
 TABLES: dict[str, str] = {
     # The action log: one row per action, a hash chain (audit.py). seq orders it.

@@ -14,8 +14,9 @@ from scenario import bill, own_postgres_database, rows
 
 from catalog.land import land_catalog
 from catalog.load import CatalogError, load_catalog
-from core.money import AMOUNT, FEE, MINOR_UNITS, MONEY, PRICE, QUANTITY, round_money
+from core.money import AMOUNT, FEE, LEDGER, LEDGER_EXACT, MINOR_UNITS, MONEY, PRICE, QUANTITY, round_money
 from formats import SourceFormat
+from ledger import schema as ledger_schema
 from normalize.rules import normalize_frame
 from warehouse import schema
 from warehouse.store import Warehouse
@@ -73,6 +74,18 @@ def test_sql_types_are_the_python_sizes_and_stay_exact_within_38_digits():
     declared = {t for t in re.findall(r'data_type: "(decimal\([^)]*\))"', marts)}
     assert declared <= {macro(m) for m in ("quantity_type", "fee_type", "amount_type", "money_type",
                                            "quantity_total_type")}
+
+
+def test_the_ledger_type_holds_every_value_it_keeps_and_is_the_one_sql_declares():
+    assert (ledger_schema.MONEY, ledger_schema.EXACT) == (LEDGER.sql, LEDGER_EXACT.sql) \
+        == ("DECIMAL(38, 12)", "DECIMAL(38, 21)")
+    assert LEDGER.fraction >= max(MONEY.fraction, QUANTITY.fraction, PRICE.fraction, FEE.fraction)
+    assert LEDGER.integer >= max(AMOUNT.integer, QUANTITY.integer, PRICE.integer, FEE.integer)
+    assert LEDGER_EXACT.fraction >= AMOUNT.fraction and LEDGER_EXACT.integer >= AMOUNT.integer
+    ledger_sql = (ROOT / "dbt_project" / "macros" / "ledger.sql").read_text()
+    assert re.search(r"macro ledger_money_type\(\) %\}(.*?)\{% endmacro", ledger_sql).group(1) == LEDGER.sql.lower()
+    marts = (ROOT / "dbt_project" / "models" / "marts" / "ledger" / "_ledger_marts.yml").read_text()
+    assert set(re.findall(r'data_type: "(decimal\([^)]*\))"', marts)) <= {LEDGER.sql.lower(), LEDGER_EXACT.sql.lower()}
 
 
 def test_round_money_has_a_branch_for_every_minor_unit():

@@ -1,2 +1,2 @@
-{# Amounts and prices as the ledger stores them (ledger/schema.py MONEY): exact, already rounded to the currency. #}
+{# Amounts and prices as the ledger stores them (core/money.py LEDGER, ledger/schema.py MONEY; tests/test_precision.py holds them to each other). #}
 {% macro ledger_money_type() %}decimal(38, 12){% endmacro %}
