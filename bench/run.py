@@ -14,7 +14,9 @@
    With `--engines duckdb,spark`, the same month is rated again on Spark (local mode, in this process:
    `billing.rating.run_on_spark`), twice: the first run starts Spark, the second finds it running.
    Each prints its steps (Parquet export, staging views, dbt on Spark, copy back, dbt tests).
-3. Compares CSV parsing + typing only: our `read_rows` + `normalize_frame` against a typical pandas
+3. Floors (bench/floors.py): each stage's bare work on the same files, with nothing of ours around
+   it, and the best events/s their CPU allows on this machine's cores.
+4. Compares CSV parsing + typing only: our `read_rows` + `normalize_frame` against a typical pandas
    script, on the same CSV usage files.
 
 Peak RSS per stage: the kernel's high-water mark (VmHWM) reset before each stage through
