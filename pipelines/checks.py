@@ -46,7 +46,8 @@ def _make(check_fn) -> dg.AssetChecksDefinition:
             return _result(stored, unchanged_since=kept.previous.run_id)
         with warehouse.transaction() as tx:
             # by the warehouse's catalog, the one dbt priced with
-            outcome = q.configured(check_fn, billing.settings().anomaly_factor)(tx, period)
+            prerated = month.rerating(context, period) if check_fn is q.misrated_lines else None
+            outcome = q.configured(check_fn, billing.settings().anomaly_factor, prerated)(tx, period)
         # Every finding also lands in marts.quality_findings, replacing this check's rows for the period.
         write_findings(warehouse, [outcome], period.key, context.run.run_id)
         return _result(outcome)

@@ -44,7 +44,8 @@ def rating_run(context: dg.AssetExecutionContext, billing: BillingResource) -> d
     else:
         compared = month.comparison(context, settings, warehouse, period)
         outcomes = runner.check_month(settings, warehouse, period, context.run.run_id,
-                                      inputs=compared.inputs if compared is not None else None)
+                                      inputs=compared.inputs if compared is not None else None,
+                                      prerated=month.rerating(context, period))
         about = {}
     blocking = [o.name for o in outcomes if o.blocking and not o.passed]
     return dg.MaterializeResult(metadata={"period": period.key, "blocking_checks_failed": ", ".join(blocking),

@@ -12,6 +12,8 @@ models) never skips and records no inputs: the next run that rates compares agai
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import dagster as dg
 
 from billing import runner
@@ -23,10 +25,18 @@ FCT_INVOICES = dg.AssetKey(["marts", "fct_invoices"])
 FORCE_TAG = "billing/force"
 
 # (run id, month) -> billing.month_inputs.Comparison, made before rating: every step of the run decides
-# by the same one (the steps run in one process, definitions.py). Only the latest KEPT_RUNS are kept, so a
-# long-lived process does not grow with every run it has made.
+# by the same one (the steps run in one process, definitions.py).
 _compared: dict[tuple[str, str], object] = {}
-KEPT_RUNS = 64
+# (run id, month) -> the re-rating started beside the run's dbt step (billing.runner.start_rerating), for its
+# checks: misrated_lines uses it while the warehouse still holds what it was made from, as in `billing run`.
+_rerated: dict[tuple[str, str], Future] = {}
+KEPT_RUNS = 64  # the latest runs kept in each: a long-lived process does not grow with every run it made
+
+
+def _keep(kept: dict, key: tuple[str, str], value) -> None:
+    kept[key] = value
+    while len(kept) > KEPT_RUNS:  # the oldest first (dicts keep insertion order)
+        del kept[next(iter(kept))]
 
 
 def rates_the_month(context) -> bool:
@@ -45,10 +55,20 @@ def comparison(context, settings: Settings, warehouse: Warehouse, period: Period
         return None
     key = (context.run.run_id, period.key)
     if key not in _compared:
-        _compared[key] = runner.inputs_unchanged(settings, warehouse, period)
-        while len(_compared) > KEPT_RUNS:  # the oldest first (dicts keep insertion order)
-            del _compared[next(iter(_compared))]
+        _keep(_compared, key, runner.inputs_unchanged(settings, warehouse, period))
     return _compared[key]
+
+
+def start_rerating(context, warehouse: Warehouse, period: Period) -> None:
+    """Re-rate the month in a background thread while this run's dbt step rates it (`rerating` hands it on)."""
+    _keep(_rerated, (context.run.run_id, period.key), runner.start_rerating(warehouse, period))
+
+
+def rerating(context, period: Period):
+    """The re-rating this run started beside dbt, waited for; None when this process started none (a check
+    run on its own) or it failed: misrated_lines then re-rates by itself."""
+    future = _rerated.get((context.run.run_id, period.key))
+    return None if future is None else runner.rerating_made(future)
 
 
 def unchanged(context, settings: Settings, warehouse: Warehouse, period: Period):

@@ -62,6 +62,7 @@ def billing_dbt_models(context: dg.AssetExecutionContext, billing: BillingResour
                          "rates anyway)")
         nodes, status = {}, f"unchanged since rating run {kept.previous.run_id}"
     else:
+        month.start_rerating(context, billing.open_warehouse(), period)  # the checks' re-rating, beside dbt
         nodes = {node["name"]: node for node in billing.dbt.rate(settings, period)}  # model names are unique
         status = "not run (nothing to rebuild)"
     selected = context.selected_asset_keys

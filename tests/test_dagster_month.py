@@ -50,8 +50,18 @@ def jobs(tmp_path_factory):
     catalog = (home / "catalog.yaml").read_text()
     assert catalog.count('minimum_commitment: "200.00"') == 1
     (home / "catalog.yaml").write_text(catalog.replace('minimum_commitment: "200.00"', 'minimum_commitment: "400.00"'))
-    month = defs.resolve_job_def("billing_month").execute_in_process(partition_key=OCTOBER, instance=instance)
+    import quality.checks as q
+
+    real = q.rerate_warehouse  # counted: how often the month job re-rates the month
+    q.rerate_warehouse = lambda *args, **kwargs: RERATINGS.append(1) or real(*args, **kwargs)
+    try:
+        month = defs.resolve_job_def("billing_month").execute_in_process(partition_key=OCTOBER, instance=instance)
+    finally:
+        q.rerate_warehouse = real
     return home, defs, instance, landed, month
+
+
+RERATINGS: list[int] = []  # one per re-rating of the month job in `jobs`
 
 
 def test_the_month_job_rates_what_the_collect_job_loaded(jobs):
@@ -65,6 +75,14 @@ def test_the_month_job_rates_what_the_collect_job_loaded(jobs):
         (D("200.00"),)]  # the catalog as the collect job loaded it
     # The rating run is recorded by this run (what issuing checks against), as `billing run` does.
     assert query(home, "SELECT run_id FROM ledger.rating_runs WHERE period = '2026-10'") == [(month.run_id,)]
+
+
+def test_the_month_job_re_rates_once_beside_dbt_for_all_its_checks(jobs):
+    """As `billing run`: the dbt step starts the checks' re-rating beside dbt, and both the misrated_lines
+    asset check and ledger/rating_run's checks use it instead of re-rating the month again each."""
+    _, _, _, _, month = jobs
+    assert month.success
+    assert len(RERATINGS) == 1
 
 
 def test_checks_are_partitioned_with_their_asset(jobs):
