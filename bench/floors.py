@@ -106,7 +106,7 @@ def type_and_insert(paths: list[Path], database: Path) -> tuple[_Spent, _Spent, 
         connection.execute(f"CREATE TABLE events ({events.sql_columns('duckdb')})")
         for i, path in enumerate(paths):
             with typing.timing():
-                batches = [normalize_frame(rows, upload).events.rechunk() for rows in read_batches(path, upload)]
+                batches = [normalize_frame(raw, upload).events.rechunk() for raw in read_batches(path, upload)]
             with inserting.timing():
                 connection.execute("BEGIN")
                 for frame in batches:
