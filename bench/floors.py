@@ -23,9 +23,7 @@ lineage, the 61 other dbt nodes, the checks, the ledger) comes on top.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -54,19 +52,15 @@ print(imported - started, time.perf_counter() - imported)
 
 
 def hash_copy_sync(paths: list[Path], scratch: Path) -> tuple[int, str]:
-    """sha256 and a synced copy of each file into `scratch` (removed after)."""
-    scratch.mkdir(parents=True, exist_ok=True)
+    """Each file kept in `scratch` as the landing zone keeps it (collectors.landing.store_stream: sha256 on
+    the way, fsync), registering nothing; `scratch` is removed after."""
+    from collectors.landing import store_stream
+
     size = 0
     try:
-        for i, path in enumerate(paths):
-            digest = hashlib.sha256()
-            with path.open("rb") as src, (scratch / f"{i}").open("wb") as out:
-                while chunk := src.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            size += path.stat().st_size
+        for path in paths:
+            with path.open("rb") as src:
+                size += store_stream(scratch, src, original_name=path.name).size_bytes
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return size, f"{len(paths)} files, {size / 1e6:,.0f} MB"
@@ -90,39 +84,35 @@ class _Spent:
 
 def type_and_insert(paths: list[Path], database: Path) -> tuple[_Spent, _Spent, int]:
     """Each file typed by the normalize rules (the upload source's default format), then appended to an
-    empty raw.events-shaped DuckDB table in one transaction, nothing checked; the two timed apart, a file
-    at a time (memory stays one file's)."""
-    import duckdb
-    import polars as pl
+    empty raw.events-shaped DuckDB table in one transaction (`Tx.insert_frame`, as normalize writes), nothing
+    checked; the two timed apart, a file at a time (memory stays one file's)."""
+    from datetime import UTC, datetime
 
     from core import events
     from formats import SourceFormat
     from normalize.rules import normalize_frame, read_batches
+    from warehouse.store import Warehouse
 
     upload = SourceFormat("upload")
     typing, inserting, rows = _Spent(), _Spent(), 0
-    connection = duckdb.connect(str(database))
+    warehouse = Warehouse(duckdb_path=database)
     try:
-        connection.execute(f"CREATE TABLE events ({events.sql_columns('duckdb')})")
-        for i, path in enumerate(paths):
-            with typing.timing():
-                batches = [normalize_frame(raw, upload).events.rechunk() for raw in read_batches(path, upload)]
+        with contextlib.ExitStack() as session:
+            session.enter_context(warehouse.session())  # one connection, as a normalize run
+            with warehouse.transaction() as tx:
+                tx.execute(f"CREATE TABLE events ({events.sql_columns('duckdb')})")
+            for i, path in enumerate(paths):
+                with typing.timing():
+                    batches = [normalize_frame(raw, upload).events.rechunk() for raw in read_batches(path, upload)]
+                with inserting.timing(), warehouse.transaction() as tx:
+                    constants = {"source": "upload", "file_id": f"{i:064d}", "loaded_at": datetime.now(UTC)}
+                    rows += sum(tx.insert_frame("events", frame, constants) for frame in batches)
+                del batches
             with inserting.timing():
-                connection.execute("BEGIN")
-                for frame in batches:
-                    connection.register("batch", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
-                    connection.execute(
-                        f"INSERT INTO events SELECT 'upload', event_id, customer_id, product_id, quantity, "
-                        f"occurred_at, '{i:064d}', row_number, now() FROM batch")
-                    connection.unregister("batch")
-                    rows += frame.height
-                connection.execute("COMMIT")
-            del batches
-        with inserting.timing():
-            connection.execute("CHECKPOINT")
+                session.close()  # the session's one checkpoint, as at the end of a normalize run
     finally:
-        connection.close()
         database.unlink(missing_ok=True)
+        database.with_suffix(".duckdb.wal").unlink(missing_ok=True)
     return typing, inserting, rows
 
 

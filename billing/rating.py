@@ -176,13 +176,9 @@ def keep_parse(settings: Settings, period: Period) -> bool:
 # 62 nodes, about 1 s). Each view built through here carries this mark (macros/views.sql); when all the
 # project's views carry the current one, the build uses the selector VIEWS_KEPT: every model and data test
 # but the views (their tests still run). A view missing, or built by other code or by hand: all recreated.
+# Only for the month's own build (no arguments of the caller's, such as a selection of its own).
 VIEW_MARK = "built by dbt project {key}"
 VIEWS_KEPT = "billing_month_views_kept"
-_SELECTING = ("--select", "-s", "--selector", "--exclude", "--models", "-m")
-
-
-def _selects(extra: Sequence[str]) -> bool:
-    return any(arg in _SELECTING for arg in extra)
 
 
 def _views_marked(settings: Settings, manifest, mark: str) -> bool:
@@ -216,7 +212,7 @@ def _invoke(settings: Settings, period: Period, command: str, extra: Sequence[st
         quiet = ["--quiet", "--no-write-json"] if manifest is not None and command in ("build", "run", "test") \
             else ["--quiet"]
         mark = VIEW_MARK.format(key=key)
-        if command == "build" and manifest is not None and not _selects(extra) and _views_marked(settings, manifest, mark):
+        if command == "build" and not extra and manifest is not None and _views_marked(settings, manifest, mark):
             extra = [*extra, "--selector", VIEWS_KEPT]  # the views are this project's already: not recreated
         result = dbtRunner(manifest=manifest).invoke(dbt_args(command, period, [*quiet, *extra],
                                                               settings.lifecycle.lookback_periods, mark))

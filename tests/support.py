@@ -59,6 +59,24 @@ def reference_month_billed(tmp_path_factory: pytest.TempPathFactory, name: str) 
         yield home
 
 
+def reference_usage_loaded(home: Path, monkeypatch: pytest.MonkeyPatch, folder: Path):
+    """The reference month's usage dropped into `home`'s inbox and loaded as `billing run` loads it before
+    rating (catalog, collect, normalize), with dbt's target/ and logs/ in `folder`; returns the settings
+    (of the current environment: the `billing_env` fixture's, and the engine a test set)."""
+    from billing import runner
+    from core.config import load_settings
+
+    monkeypatch.setenv("DBT_TARGET_PATH", str(folder / "target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(folder / "logs"))
+    drop_reference_usage(home / "inbox")
+    settings = load_settings()
+    warehouse = runner.prepare(settings)
+    runner.load_catalog_stage(settings, warehouse)
+    runner.collect(settings, warehouse)
+    runner.normalize(settings, warehouse)
+    return settings
+
+
 def query(warehouse: Path, sql: str, params=None) -> list[tuple]:
     """Rows of one statement on a DuckDB file (`warehouse` may be a BILLING_HOME holding warehouse.duckdb)."""
     if warehouse.is_dir():

@@ -24,6 +24,9 @@ TOTALS = {"C1": D("2527.63"), "C2": D("1000.00"), "C3": D("1938.71"), "C4": D("1
 LATE = "event_id,customer_id,product_id,quantity,occurred_at\nlate-1,C5,API_CALLS,500,2026-10-12T08:00:00Z\n"
 
 
+RERATINGS: list[int] = []  # one per re-rating of the month job in `jobs`
+
+
 def settings_of(home: Path) -> Settings:
     return load_settings(env={"BILLING_HOME": str(home), "BILLING_CATALOG": str(home / "catalog.yaml")})
 
@@ -52,16 +55,11 @@ def jobs(tmp_path_factory):
     (home / "catalog.yaml").write_text(catalog.replace('minimum_commitment: "200.00"', 'minimum_commitment: "400.00"'))
     import quality.checks as q
 
-    real = q.rerate_warehouse  # counted: how often the month job re-rates the month
-    q.rerate_warehouse = lambda *args, **kwargs: RERATINGS.append(1) or real(*args, **kwargs)
-    try:
+    real = q.rerate_warehouse
+    with pytest.MonkeyPatch.context() as patch:  # counted: how often the month job re-rates the month
+        patch.setattr(q, "rerate_warehouse", lambda *args, **kwargs: RERATINGS.append(1) or real(*args, **kwargs))
         month = defs.resolve_job_def("billing_month").execute_in_process(partition_key=OCTOBER, instance=instance)
-    finally:
-        q.rerate_warehouse = real
     return home, defs, instance, landed, month
-
-
-RERATINGS: list[int] = []  # one per re-rating of the month job in `jobs`
 
 
 def test_the_month_job_rates_what_the_collect_job_loaded(jobs):

@@ -10,18 +10,11 @@ from core.config import load_settings
 from core.periods import month_window
 from warehouse.store import open_warehouse
 
-from support import drop_reference_usage
+from support import reference_usage_loaded
 
 
 def test_a_kept_parse_rates_another_month_with_that_months_period(billing_env, tmp_path, monkeypatch):
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
-    drop_reference_usage(billing_env / "inbox")
-    settings = load_settings()
-    warehouse = runner.prepare(settings)
-    runner.load_catalog_stage(settings, warehouse)
-    runner.collect(settings, warehouse)
-    runner.normalize(settings, warehouse)
+    settings = reference_usage_loaded(billing_env, monkeypatch, tmp_path)
 
     used = []
     real = rating._parsed_manifest

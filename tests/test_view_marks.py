@@ -8,11 +8,10 @@ import contextlib
 import pytest
 
 from billing import rating, runner
-from core.config import load_settings
 from core.periods import month_window
 from warehouse.store import open_warehouse
 
-from support import drop_reference_usage, postgres_database
+from support import postgres_database, reference_usage_loaded
 
 OCTOBER = month_window("2026-10")
 
@@ -37,18 +36,11 @@ def _invoices(settings) -> list[tuple]:
 
 @pytest.mark.parametrize("engine", ["duckdb", "postgres"])
 def test_views_are_recreated_only_when_not_this_projects(billing_env, tmp_path, monkeypatch, engine):
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
     with contextlib.ExitStack() as stack:
         if engine == "postgres":
             monkeypatch.setenv("BILLING_ENGINE", "postgres")
             monkeypatch.setenv("BILLING_POSTGRES_DSN", stack.enter_context(postgres_database("views")))
-        drop_reference_usage(billing_env / "inbox")
-        settings = load_settings()
-        warehouse = runner.prepare(settings)
-        runner.load_catalog_stage(settings, warehouse)
-        runner.collect(settings, warehouse)
-        runner.normalize(settings, warehouse)
+        settings = reference_usage_loaded(billing_env, monkeypatch, tmp_path)
 
         first_views, first_tests = _built(runner.rate(settings, OCTOBER))
         assert {"stg_usage__events", "stg_catalog__rates", "dim_customers", "fct_issued_invoices"} <= first_views
@@ -76,15 +68,8 @@ def test_views_are_recreated_only_when_not_this_projects(billing_env, tmp_path, 
 
 
 def test_a_build_that_selects_its_own_nodes_is_left_as_asked(billing_env, tmp_path, monkeypatch):
-    """--select, --exclude or a selector of the caller's own: the build is exactly that (no selector added)."""
-    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
-    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
-    drop_reference_usage(billing_env / "inbox")
-    settings = load_settings()
-    warehouse = runner.prepare(settings)
-    runner.load_catalog_stage(settings, warehouse)
-    runner.collect(settings, warehouse)
-    runner.normalize(settings, warehouse)
+    """A build with arguments of the caller's own (here a selection): exactly that, no selector added."""
+    settings = reference_usage_loaded(billing_env, monkeypatch, tmp_path)
     runner.rate(settings, OCTOBER)
     runner.rate(settings, OCTOBER)  # the kept parse and the marked views are there
     nodes = rating.run_dbt(settings, OCTOBER, "build", ["--select", "staging"])
